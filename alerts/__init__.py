@@ -1,0 +1,1 @@
+"""Rules turn tracked detections into alerts; alerts are stored and published."""

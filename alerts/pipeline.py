@@ -1,0 +1,23 @@
+"""Frames in, tracked detections and alerts out: the one path that `run` and `replay` share."""
+
+from __future__ import annotations
+
+from alerts.rules import RuleEngine
+from alerts.types import Alert
+from bondwatch.site import Site
+from detectors.types import DetectionBatch
+from detectors.yolo import Detector
+from streams.frame import Frame
+
+
+class Pipeline:
+    def __init__(self, site: Site, detector: Detector):
+        self.site = site
+        self.detector = detector
+        self.rules = RuleEngine(site)
+        self.fps = {c.id: c.detect_fps for c in site.cameras}
+
+    def process(self, frames: list[Frame]) -> tuple[list[DetectionBatch], list[Alert]]:
+        batches = self.detector.track(frames, self.fps)
+        alerts = [a for b in batches for a in self.rules.process(b)]
+        return batches, alerts

@@ -1,0 +1,52 @@
+"""The alert: what the rules produce and the dashboard, CLI and notifiers consume."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+AlertType = Literal["unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One event. `t` is video time of the event (not of the alert); `ts` its wall-clock time."""
+
+    type: AlertType
+    camera: str
+    t: float
+    ts: float | None = None
+    zone: str | None = None
+    station: str | None = None
+    track: int | None = None
+    confidence: float | None = None
+    explanation: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_dict(self, live: bool = False) -> dict[str, Any]:
+        """The CONTRACTS.md schema: replay alerts carry `t`; live alerts carry ISO `ts` too."""
+        d = {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+        d["t"] = round(self.t, 3)
+        if self.ts is not None:
+            d["ts"] = iso(self.ts)
+        if not live:
+            d.pop("ts", None)
+        return d
+
+    def to_json(self, live: bool = False) -> str:
+        return json.dumps(self.to_dict(live), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        d = dict(d)
+        if isinstance(d.get("ts"), str):
+            d["ts"] = datetime.fromisoformat(d["ts"]).timestamp()
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,79 @@
+"""Accounts for the dashboard: names, roles and scrypt password hashes in the database."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Literal
+
+from sqlalchemy import Float, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from bondwatch.db import make_engine
+
+Role = Literal["admin", "officer", "operator"]
+ROLES: tuple[Role, ...] = ("admin", "officer", "operator")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created: Mapped[float] = mapped_column(Float)
+
+
+class AccountError(Exception):
+    pass
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
+    return hmac.compare_digest(got.hex(), digest)
+
+
+class Accounts:
+    def __init__(self, db_url: str):
+        self.engine = make_engine(db_url)
+        Base.metadata.create_all(self.engine)
+
+    def add(self, name: str, role: str, password: str) -> None:
+        if role not in ROLES:
+            raise AccountError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        if not name or len(name) > 64:
+            raise AccountError("a user name needs 1 to 64 characters")
+        if len(password) < 8:
+            raise AccountError("a password needs at least 8 characters")
+        with Session(self.engine) as s, s.begin():
+            if s.get(User, name) is not None:
+                raise AccountError(f"user {name!r} already exists")
+            s.add(User(name=name, role=role, password_hash=hash_password(password), created=time.time()))
+
+    def verify(self, name: str, password: str) -> User | None:
+        with Session(self.engine) as s:
+            user = s.get(User, name)
+            if user is not None and check_password(password, user.password_hash):
+                return user
+        return None
+
+    def count(self) -> int:
+        with Session(self.engine) as s:
+            return len(s.scalars(select(User.name)).all())

@@ -1,0 +1,204 @@
+"""The `bondwatch` command. Every user error ends in one clear sentence and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from bondwatch.site import SiteError, load_site
+
+logger = logging.getLogger("bondwatch")
+
+
+class UserError(Exception):
+    """An error in what the user asked for: printed as one line, exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, SiteError) as e:
+        print(f"bondwatch: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, SiteError):
+        return f"{e.path}: {len(e.errors)} error(s): " + "; ".join(e.errors)
+    return str(e)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bondwatch", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the service: ingest, detection, rules, alerts, dashboard")
+    run.add_argument("--site", help="site file (default: the built-in demo site)")
+    run.add_argument("--data", default="data", help="data directory (default ./data)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--model", help="YOLO model file (.onnx or .pt)")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-site", help="validate a site file")
+    check.add_argument("site")
+    check.set_defaults(func=cmd_check_site)
+
+    rep = sub.add_parser("replay", help="run detection and rules over recorded video")
+    rep.add_argument("--site", required=True)
+    rep.add_argument("--source", action="append", default=[], metavar="CAM=PATH")
+    rep.add_argument("--scans", help="scan events, JSON lines")
+    rep.add_argument("--out", required=True, help="alerts, JSON lines")
+    rep.add_argument("--tracks", help="directory for MOTChallenge track files")
+    rep.add_argument("--realtime", action="store_true", help="pace at real time")
+    rep.add_argument("--model", help="YOLO model file (.onnx or .pt)")
+    rep.set_defaults(func=cmd_replay)
+
+    al = sub.add_parser("alerts", help="stored alerts")
+    al_sub = al.add_subparsers(required=True, metavar="ACTION")
+    al_list = al_sub.add_parser("list", help="print stored alerts")
+    al_list.add_argument("--data", default="data")
+    al_list.add_argument("--since", help="ISO 8601 time")
+    al_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    al_list.set_defaults(func=cmd_alerts_list)
+
+    user = sub.add_parser("user", help="dashboard accounts")
+    user_sub = user.add_subparsers(required=True, metavar="ACTION")
+    user_add = user_sub.add_parser("add", help="create an account")
+    user_add.add_argument("name")
+    user_add.add_argument("--role", required=True, choices=["admin", "officer", "operator"])
+    user_add.add_argument("--data", default="data")
+    user_add.set_defaults(func=cmd_user_add)
+
+    sim = sub.add_parser("sim", help="the workshop simulator")
+    sim_sub = sim.add_subparsers(required=True, metavar="ACTION")
+    render = sim_sub.add_parser("render", help="render a scenario to videos, scans and truth")
+    render.add_argument("--scenario", required=True)
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--out", required=True)
+    render.set_defaults(func=cmd_sim_render)
+    return p
+
+
+def cmd_check_site(args: argparse.Namespace) -> int:
+    try:
+        site = load_site(args.site)
+    except SiteError as e:
+        for err in e.errors:
+            print(f"{e.path}: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.site}: ok ({len(site.cameras)} cameras, {len(site.zones)} zones)")
+    return 0
+
+
+def _detector(model: str | None):  # type: ignore[no-untyped-def]
+    from detectors.yolo import DEFAULT_MODEL, Detector, ModelError
+
+    try:
+        return Detector(model or DEFAULT_MODEL)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bondwatch.replay import ReplayError, parse_sources, replay
+    from bondwatch.scans import ScanFileError
+    from streams.source import SourceError
+
+    site = load_site(args.site)
+    try:
+        sources = parse_sources(site, args.source)
+        detector = _detector(args.model)
+        with open(args.out, "w", encoding="utf-8") as out:
+            n = replay(
+                site, sources, out, detector=detector, scans_path=args.scans,
+                tracks_dir=args.tracks, realtime=args.realtime,
+            )  # fmt: skip
+    except (ReplayError, ScanFileError, SourceError) as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
+    logger.info("replay wrote %d alerts to %s", n, args.out)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bondwatch.demo import DemoError, demo_site
+    from bondwatch.service import ServiceError, serve
+
+    data = Path(args.data)
+    try:
+        site = load_site(args.site) if args.site else demo_site(data)
+        return serve(site, data, host=args.host, port=args.port, model=_detector(args.model))
+    except (DemoError, ServiceError) as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from alerts.store import AlertStore
+    from bondwatch.db import database_url
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since).timestamp()
+        except ValueError:
+            raise UserError(f"--since {args.since!r} is not an ISO 8601 time") from None
+    store = AlertStore(database_url(args.data))
+    alerts = list(reversed(store.recent(limit=1_000_000, since=since)))
+    for a in alerts:
+        if args.json:
+            print(a.to_json(live=a.ts is not None))
+        else:
+            when = datetime.fromtimestamp(a.ts).astimezone().isoformat(timespec="seconds") if a.ts else f"t={a.t:.1f}s"
+            where = " ".join(x for x in (a.camera, a.zone or "", f"track {a.track}" if a.track is not None else "") if x)
+            print(f"{when}  {a.type:<20} {where}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from bondwatch.accounts import AccountError, Accounts
+    from bondwatch.db import database_url
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        Accounts(database_url(args.data)).add(args.name, args.role, password)
+    except AccountError as e:
+        raise UserError(str(e)) from None
+    print(f"user {args.name} ({args.role}) created")
+    return 0
+
+
+def cmd_sim_render(args: argparse.Namespace) -> int:
+    from sim.render import render_scenario
+    from sim.scenario import ScenarioError
+
+    try:
+        result = render_scenario(args.scenario, args.out, seed=args.seed)
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+    print(json.dumps({"out": str(args.out), **getattr(result, "summary", {})}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

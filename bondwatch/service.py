@@ -1,0 +1,200 @@
+"""`bondwatch run`: wires ingest, detection, rules, alert storage and the dashboard.
+
+Start order: Redis, database, cameras, detection, web. Stop order is the reverse, each step
+bounded in time, so Ctrl-C always returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+
+import redis
+import uvicorn
+
+from alerts.bus import AlertBus
+from alerts.pipeline import Pipeline
+from alerts.store import AlertStore
+from alerts.types import Alert
+from bondwatch.accounts import Accounts
+from bondwatch.db import database_url
+from bondwatch.redis_server import RedisServer, RedisServerError
+from bondwatch.site import Site
+from dashboard.app import create_app
+from detectors.types import DetectionBatch
+from detectors.yolo import Detector
+from streams.camera import CameraHealth, CameraStream
+from streams.frame import Frame
+from streams.rate import RateSampler
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    pass
+
+
+class AlertSink:
+    """Store first, then publish: an alert that reached the database is never lost."""
+
+    def __init__(self, store: AlertStore, bus: AlertBus):
+        self.store = store
+        self.bus = bus
+        self._lock = threading.Lock()
+
+    def emit(self, alert: Alert) -> None:
+        with self._lock:
+            self.store.add(alert)
+            try:
+                self.bus.publish(alert)
+            except redis.RedisError as e:
+                logger.error("alert %s stored but not published: %s", alert.id, e)
+        logger.warning("ALERT %s", alert.to_json(live=True))
+
+
+class Cameras:
+    """The live view the dashboard reads: newest frame and newest detections per camera."""
+
+    def __init__(self, site: Site, sink: AlertSink):
+        self.site = site
+        self.sink = sink
+        self.streams = {c.id: CameraStream(c, on_state=self._on_state) for c in site.cameras}
+        self.batches: dict[str, DetectionBatch] = {}
+        self._offline: set[str] = set()
+
+    def latest(self, camera: str) -> tuple[Frame | None, DetectionBatch | None]:
+        stream = self.streams.get(camera)
+        if stream is None:
+            return None, None
+        return stream.slot.latest(), self.batches.get(camera)
+
+    def health(self) -> dict[str, CameraHealth]:
+        return {cid: s.health() for cid, s in self.streams.items()}
+
+    def _on_state(self, h: CameraHealth) -> None:
+        """A camera that goes dark is itself a loss of supervision: report it as an alert."""
+        if h.state in ("offline", "stalled") and h.camera not in self._offline:
+            self._offline.add(h.camera)
+            self.sink.emit(
+                Alert(
+                    type="camera_offline",
+                    camera=h.camera,
+                    t=0.0,
+                    ts=time.time(),
+                    explanation=f"camera {h.camera} is {h.state}: {h.error or 'no frames'}",
+                )
+            )
+        elif h.state == "live" and h.camera in self._offline:
+            self._offline.discard(h.camera)
+            self.sink.emit(
+                Alert(
+                    type="camera_online",
+                    camera=h.camera,
+                    t=0.0,
+                    ts=time.time(),
+                    explanation=f"camera {h.camera} is live again",
+                )
+            )
+
+
+class DetectionWorker(threading.Thread):
+    """Takes the newest frame of each camera at its detection rate, runs the shared pipeline."""
+
+    def __init__(self, cameras: Cameras, pipeline: Pipeline, sink: AlertSink):
+        super().__init__(name="detection", daemon=True)
+        self.cameras = cameras
+        self.pipeline = pipeline
+        self.sink = sink
+        self.stopping = threading.Event()
+        self.samplers = {c.id: RateSampler(c.detect_fps) for c in cameras.site.cameras}
+        self.seen: dict[str, int] = {}
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            frames = []
+            for cid, stream in self.cameras.streams.items():
+                frame = stream.slot.latest()
+                if frame is None or frame.index == self.seen.get(cid):
+                    continue
+                if frame.index < self.seen.get(cid, -1):  # the camera restarted
+                    self.samplers[cid] = RateSampler(self.cameras.site.camera(cid).detect_fps)
+                    self.pipeline.detector.reset(cid)
+                self.seen[cid] = frame.index
+                if self.samplers[cid].take(frame.t):
+                    frames.append(frame)
+            if not frames:
+                self.stopping.wait(0.01)
+                continue
+            try:
+                batches, alerts = self.pipeline.process(frames)
+            except Exception:
+                logger.exception("detection failed on %s", [f.camera for f in frames])
+                continue
+            for b in batches:
+                self.cameras.batches[b.camera] = b
+            for a in alerts:
+                self.sink.emit(a)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        self.join(timeout_s)
+
+
+def serve(site: Site, data_dir: Path, *, host: str, port: int, model: Detector) -> int:
+    return asyncio.run(_serve(site, data_dir, host=host, port=port, model=model))
+
+
+async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Detector) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: RedisServer | None = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        try:
+            embedded = RedisServer(data_dir / "redis").start()
+        except RedisServerError as e:
+            raise ServiceError(str(e)) from None
+        redis_url = embedded.url
+    db_url = database_url(data_dir)
+    store = AlertStore(db_url)
+    _first_login(Accounts(db_url), host, port)
+    bus = AlertBus(redis_url)
+    sink = AlertSink(store, bus)
+    cameras = Cameras(site, sink)
+    worker = DetectionWorker(cameras, Pipeline(site, model), sink)
+    app = create_app(cameras, store, bus, title=site.name)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    try:
+        for stream in cameras.streams.values():
+            stream.start()
+        worker.start()
+        print(f"BondWatch dashboard: http://{host}:{port}/  ({len(site.cameras)} cameras)", flush=True)
+        await server.serve()
+    finally:
+        logger.info("shutting down")
+        worker.stop()
+        for stream in cameras.streams.values():
+            stream.stop()
+        bus.close()
+        store.close()
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _first_login(accounts: Accounts, host: str, port: int) -> None:
+    """On first start there is no account: create an admin and print its password once."""
+    if accounts.count():
+        return
+    password = secrets.token_urlsafe(12)
+    accounts.add("admin", "admin", password)
+    print(f"First start: sign in at http://{host}:{port}/ as admin / {password}", flush=True)

@@ -1,0 +1,203 @@
+"""The site file: cameras, zones and stations of one workshop, strictly validated.
+
+Every stage reads its configuration from these models, so a mistake in the YAML is caught
+once, at load time, with the YAML path and line number of the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9_-]+$"
+KEY_PATTERN = r"^[A-Za-z0-9_.-]+$"
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, _ and -")]
+Key = Annotated[str, Field(pattern=KEY_PATTERN, description="letters, digits, _ . and -")]
+Point = tuple[float, float]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Camera(Strict):
+    id: Id = Field(description="unique camera id, used in alerts and file names")
+    url: str = Field(description="rtsp://, rtsps:// URL or a video file path")
+    name: str = Field("", description="human-readable name shown on the dashboard")
+    detect_fps: float = Field(5.0, gt=0, le=60, description="frames per second sent to the detector")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+
+    @field_validator("url")
+    @classmethod
+    def _url_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("camera url is empty")
+        return v
+
+
+class Zone(Strict):
+    id: Key = Field(description="unique zone id, used in alerts")
+    camera: Id = Field(description="the camera whose frame the polygon is drawn on")
+    kind: Literal["restricted", "station"] = Field(
+        description="restricted: a person inside is an unauthorized entry; station: a workstation"
+    )
+    polygon: list[Point] = Field(description="polygon vertices in pixels of that camera's frame")
+    station: Key | None = Field(None, description="for a station zone, the station (scanner) id")
+    name: str = Field("", description="human-readable name")
+    dwell_s: float = Field(
+        1.0, ge=0, description="seconds a person must stay inside before an entry counts"
+    )
+    exit_s: float = Field(
+        1.0, ge=0, description="seconds a person must stay outside before the next entry counts"
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon_has_area(cls, v: list[Point]) -> list[Point]:
+        if len(v) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _station_named(self) -> Zone:
+        if self.kind == "station" and self.station is None:
+            raise ValueError("a station zone must name its `station`")
+        return self
+
+
+class Station(Strict):
+    id: Key = Field(description="station id, as sent by its scanner")
+    name: str = Field("", description="human-readable name")
+
+
+class Site(Strict):
+    name: str = Field("BondWatch site", description="site name shown on the dashboard")
+    cameras: list[Camera] = Field(min_length=1, description="the cameras of the site")
+    zones: list[Zone] = Field(default_factory=list, description="zones drawn on camera frames")
+    stations: list[Station] = Field(default_factory=list, description="scanner stations")
+
+    @model_validator(mode="after")
+    def _references(self) -> Site:
+        _unique("cameras", [c.id for c in self.cameras])
+        _unique("zones", [z.id for z in self.zones])
+        cameras = {c.id for c in self.cameras}
+        for i, zone in enumerate(self.zones):
+            if zone.camera not in cameras:
+                raise _RefError(
+                    ("zones", i, "camera"),
+                    f"zone {zone.id!r} is on unknown camera {zone.camera!r}"
+                    f" (cameras: {', '.join(sorted(cameras))})",
+                )
+        return self
+
+    def camera(self, camera_id: str) -> Camera:
+        return next(c for c in self.cameras if c.id == camera_id)
+
+    def zones_of(self, camera_id: str) -> list[Zone]:
+        return [z for z in self.zones if z.camera == camera_id]
+
+
+class _RefError(ValueError):
+    """A cross-reference error that knows which YAML path it belongs to."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str):
+        super().__init__(msg)
+        self.loc = loc
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, x in enumerate(ids):
+        if x in seen:
+            raise _RefError((what, i, "id"), f"duplicate id {x!r} in {what}")
+        seen.add(x)
+
+
+class SiteError(Exception):
+    """A site file that cannot be used; `errors` holds one line per problem."""
+
+    def __init__(self, path: str, errors: list[str]):
+        self.path = path
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+
+def load_site(path: str | Path) -> Site:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SiteError(str(path), [f"cannot read the site file: {e.strerror}"]) from None
+    return parse_site(text, str(path), base=path.parent)
+
+
+def parse_site(text: str, name: str = "<site>", base: Path | None = None) -> Site:
+    """Parse and validate a site file; relative video-file URLs resolve against `base`."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SiteError(name, [f"not valid YAML: {problem}{where}"]) from None
+    if not isinstance(data, dict):
+        raise SiteError(name, ["the site file must be a mapping with `cameras:` and `zones:`"])
+    if base is not None:
+        for cam in data.get("cameras") or []:
+            if isinstance(cam, dict) and isinstance(cam.get("url"), str):
+                cam["url"] = _resolve_url(cam["url"], base)
+    try:
+        return Site.model_validate(data)
+    except ValidationError as e:
+        errors = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            msg = err["msg"]
+            ctx_err = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, _RefError):
+                loc, msg = ctx_err.loc, str(ctx_err)
+            elif msg.startswith("Value error, "):
+                msg = msg.removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {loc[-1]!r}"
+            errors.append(f"{_format_loc(loc)}: {msg}{_line_of(root, loc)}")
+        raise SiteError(name, errors) from None
+
+
+def _resolve_url(url: str, base: Path) -> str:
+    if re.match(r"^[a-z][a-z0-9+.-]*://", url) or Path(url).is_absolute():
+        return url
+    return str((base / url).resolve())
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
+    """The line of the deepest YAML node that `loc` reaches."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next(
+                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part),
+                None,
+            )
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            break
+    if node is not None:
+        line = node.start_mark.line + 1
+    return f" (line {line})" if line else ""

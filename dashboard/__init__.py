@@ -1,0 +1,1 @@
+"""The officers' dashboard: FastAPI app, WebRTC live view, alert list over WebSocket."""

@@ -1,0 +1,59 @@
+"""The dashboard app factory: pages, JSON API, alert WebSocket and WebRTC live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from alerts.bus import AlertBus
+from alerts.store import AlertStore
+from dashboard.deps import Dashboard
+from dashboard.feed import AlertFeed
+from dashboard.live import LiveView
+from dashboard.routes import alerts, cameras, pages, webrtc
+from dashboard.webrtc import LiveVideo
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(
+    live: LiveView, store: AlertStore, bus: AlertBus, *, title: str, video_fps: float = 12.0
+) -> FastAPI:
+    """The dashboard for `live`'s site; it reads history from `store` and follows `bus`."""
+    dash = Dashboard(
+        live=live, store=store, feed=AlertFeed(bus), video=LiveVideo(live, video_fps), title=title
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dash.feed.start()
+        try:
+            yield
+        finally:
+            await dash.feed.stop()
+            await _close_sockets(dash)
+            await dash.video.close()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.dashboard = dash
+    for module in (pages, cameras, alerts, webrtc):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+async def _close_sockets(dash: Dashboard) -> None:
+    """Tell browsers still connected that the server is going away (1001), so they reconnect."""
+    sockets = list(dash.sockets)
+    results = await asyncio.gather(*(ws.close(code=1001) for ws in sockets), return_exceptions=True)
+    failed = sum(isinstance(r, Exception) for r in results)
+    if sockets:
+        logger.info("closed %d alert sockets (%d already gone)", len(sockets), failed)

@@ -1,0 +1,71 @@
+"""Fans alerts from the bus out to every open dashboard: one Redis follower, many browsers.
+
+The follower resumes from the last stream id it saw, so a Redis restart neither loses nor
+repeats alerts; a browser that cannot keep up loses its oldest undelivered alerts (counted)
+instead of making the others wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from alerts.bus import AlertBus
+from alerts.types import Alert
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+RETRY_MAX_S = 10.0
+
+
+class AlertFeed:
+    def __init__(self, bus: AlertBus):
+        self._bus = bus
+        self._subscribers: set[asyncio.Queue[Alert]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow(), name="alert-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[Alert]]:
+        """A queue that receives every alert published while the context is open."""
+        queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    async def _follow(self) -> None:
+        last_id = "$"
+        delay = 0.5
+        while True:
+            try:
+                async for entry_id, alert in self._bus.follow(last_id):
+                    last_id, delay = entry_id, 0.5
+                    self._deliver(alert)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a Redis outage must not end the live list for good
+                logger.warning("alert feed lost the bus (%s); retrying in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _deliver(self, alert: Alert) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+                self.dropped += 1
+            queue.put_nowait(alert)

@@ -1,0 +1,41 @@
+"""Cameras: their zones and health, and a snapshot of the newest frame with overlays."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, Response
+
+from dashboard.deps import CameraId, LiveDep
+from dashboard.overlay import snapshot_jpeg
+from dashboard.schemas import CameraOut, HealthOut, ZoneOut
+
+router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+
+
+@router.get("")
+def list_cameras(live: LiveDep) -> list[CameraOut]:
+    health = live.health()
+    return [
+        CameraOut(
+            id=cam.id,
+            name=cam.name or cam.id,
+            health=HealthOut.model_validate(health[cam.id]) if cam.id in health else None,
+            zones=[ZoneOut.model_validate(z.model_dump()) for z in live.site.zones_of(cam.id)],
+        )
+        for cam in live.site.cameras
+    ]
+
+
+@router.get(
+    "/{camera_id}/snapshot.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 503: {"description": "no frame yet"}},
+)
+async def snapshot(camera_id: CameraId, live: LiveDep) -> Response:
+    frame, batch = live.latest(camera_id)
+    if frame is None:
+        raise HTTPException(503, f"camera {camera_id!r} has not delivered a frame yet")
+    zones = live.site.zones_of(camera_id)
+    jpeg = await asyncio.to_thread(snapshot_jpeg, camera_id, zones, frame, batch)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,27 @@
+"""WebRTC signalling: the browser posts an offer for one camera and gets the answer."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException
+
+from dashboard.deps import VideoDep
+from dashboard.schemas import AnswerOut, OfferIn
+from dashboard.webrtc import UnknownCamera
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/webrtc", tags=["webrtc"])
+
+
+@router.post("/offer")
+async def offer(body: OfferIn, video: VideoDep) -> AnswerOut:
+    try:
+        answer = await video.answer(body.camera, body.sdp, body.type)
+    except UnknownCamera:
+        raise HTTPException(404, f"unknown camera {body.camera!r}") from None
+    except ValueError as e:
+        logger.info("camera %s: rejected WebRTC offer: %s", body.camera, e)
+        raise HTTPException(400, f"the WebRTC offer could not be used: {e}") from None
+    return AnswerOut(sdp=answer.sdp, type=answer.type)

@@ -1,0 +1,109 @@
+"""The site-calibration dataset conversion and the shipped person model, on real PETS footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+
+from detectors.training import MotBox, TrainingError, mot_to_yolo, predict_boxes, yolo_line
+
+PETS = Path(__file__).parents[1].parent / "shared" / "data" / "pets2009-s2l1"
+VIDEO = PETS / "vtest.avi"
+GT = PETS / "gt-frames-0001-0400.txt"
+MODEL = Path(__file__).parents[1] / "models" / "bondwatch-person.onnx"
+
+
+def gt_lines(frame: int) -> list[list[str]]:
+    return [
+        f for f in (line.split(",") for line in GT.read_text().splitlines()) if f[0] == str(frame)
+    ]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pets-yolo")
+    return mot_to_yolo(
+        VIDEO, GT, out, frames=(1, 150), split={"train": (141, 147), "val": (148, 150)}
+    )
+
+
+def test_dataset_has_exactly_the_split_frames(dataset: Path) -> None:
+    root = dataset.parent
+    data = yaml.safe_load(dataset.read_text())
+    assert data["names"] == {0: "person"}
+    assert Path(data["path"]) == root
+    train = sorted(p.stem for p in (root / data["train"]).glob("*.png"))
+    val = sorted(p.stem for p in (root / data["val"]).glob("*.png"))
+    assert train == [f"{n:06d}" for n in range(141, 148)]
+    assert val == [f"{n:06d}" for n in range(148, 151)]
+    labels = sorted(p.stem for p in root.glob("labels/*/*.txt"))
+    assert labels == [f"{n:06d}" for n in range(141, 151)]
+
+
+def test_known_frame_labels_match_ground_truth(dataset: Path) -> None:
+    """Frame 147 holds an active=0 (mostly hidden) person: it is kept as a label."""
+    root = dataset.parent
+    lines = (root / "labels" / "train" / "000147.txt").read_text().split()
+    rows = [lines[i : i + 5] for i in range(0, len(lines), 5)]
+    expected = gt_lines(147)
+    assert any(f[6] == "0" for f in expected)
+    assert len(rows) == len(expected)
+    image = cv2.imread(str(root / "images" / "train" / "000147.png"))
+    assert image.shape == (576, 768, 3)
+    for row, fields in zip(rows, expected, strict=True):
+        left, top, width, height = map(float, fields[2:6])
+        assert row[0] == "0"
+        cx, cy, w, h = map(float, row[1:])
+        assert cx == pytest.approx((left + width / 2) / 768, abs=1e-5)
+        assert cy == pytest.approx((top + height / 2) / 576, abs=1e-5)
+        assert w == pytest.approx(width / 768, abs=1e-5)
+        assert h == pytest.approx(height / 576, abs=1e-5)
+
+
+def test_all_label_coordinates_are_normalised(dataset: Path) -> None:
+    values = [
+        float(v)
+        for path in dataset.parent.glob("labels/*/*.txt")
+        for line in path.read_text().splitlines()
+        for v in line.split()[1:]
+    ]
+    assert values
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((100, 100, 40, 80), "0 0.156250 0.243056 0.052083 0.138889"),
+        ((-20, 100, 40, 80), "0 0.013021 0.243056 0.026042 0.138889"),  # clipped at the left
+        ((750, 540, 40, 80), "0 0.988281 0.968750 0.023438 0.062500"),  # clipped bottom-right
+        ((800, 100, 40, 80), None),  # wholly outside the frame
+    ],
+)
+def test_yolo_line_clips_to_the_frame(
+    box: tuple[float, float, float, float], expected: str | None
+) -> None:
+    left, top, width, height = box
+    line = yolo_line(MotBox(1, 1, left, top, width, height, active=True), 768, 576)
+    assert line == expected
+
+
+def test_split_outside_the_readable_frames_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="outside frames"):
+        mot_to_yolo(
+            VIDEO, GT, tmp_path, frames=(1, 400), split={"train": (1, 320), "val": (321, 500)}
+        )
+
+
+def test_shipped_model_finds_people_on_pets_frame_100() -> None:
+    capture = cv2.VideoCapture(str(VIDEO))
+    for _ in range(100):
+        ok, image = capture.read()
+        assert ok
+    capture.release()
+    (boxes,) = predict_boxes(MODEL, [image], conf=0.3)
+    assert len(boxes) >= 3
+    assert (boxes[:, 4] >= 0.3).all()
