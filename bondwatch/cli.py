@@ -116,16 +116,17 @@ def _detector(model: str | None):  # type: ignore[no-untyped-def]
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from bondwatch.replay import ReplayError, parse_sources, replay
-    from bondwatch.scans import ScanFileError
+    from bondwatch.scans import ScanFileError, load_scans
     from streams.source import SourceError
 
     site = load_site(args.site)
     try:
         sources = parse_sources(site, args.source)
+        scans = load_scans(args.scans) if args.scans else []
         detector = _detector(args.model)
         with open(args.out, "w", encoding="utf-8") as out:
             n = replay(
-                site, sources, out, detector=detector, scans_path=args.scans,
+                site, sources, out, detector=detector, scans=scans,
                 tracks_dir=args.tracks, realtime=args.realtime,
             )  # fmt: skip
     except (ReplayError, ScanFileError, SourceError) as e:
@@ -164,9 +165,14 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         if args.json:
             print(a.to_json(live=a.ts is not None))
         else:
-            when = datetime.fromtimestamp(a.ts).astimezone().isoformat(timespec="seconds") if a.ts else f"t={a.t:.1f}s"
-            where = " ".join(x for x in (a.camera, a.zone or "", f"track {a.track}" if a.track is not None else "") if x)
-            print(f"{when}  {a.type:<20} {where}")
+            when = (
+                datetime.fromtimestamp(a.ts).astimezone().isoformat(timespec="seconds")
+                if a.ts
+                else f"t={a.t:.1f}s"
+            )
+            track = f"track {a.track}" if a.track is not None else ""
+            where = " ".join(x for x in (a.camera, a.zone or "", track) if x)
+            print(f"{when}  {a.type:<20} {where}  {a.explanation}")
     return 0
 
 
@@ -190,6 +196,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_sim_render(args: argparse.Namespace) -> int:
     from sim.render import render_scenario
+
     from sim.scenario import ScenarioError
 
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from alerts.pipeline import Pipeline
-from bondwatch.scans import load_scans
+from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
 from detectors.types import DetectionBatch
 from detectors.yolo import Detector
@@ -43,7 +43,7 @@ def replay(
     out: TextIO,
     *,
     detector: Detector,
-    scans_path: str | None = None,
+    scans: list[ScanEvent] | None = None,
     tracks_dir: str | Path | None = None,
     realtime: bool = False,
 ) -> int:
@@ -51,10 +51,8 @@ def replay(
 
     Returns the number of alerts.
     """
-    if scans_path:
-        # Scans are validated now; the unscanned-departure rule that consumes them is not
-        # built yet (see README, "Not done yet").
-        load_scans(scans_path)
+    # `scans` are validated by the caller; the unscanned-departure rule that consumes them
+    # is not built yet (see README, "Not done yet").
     pipeline = Pipeline(site, detector)
     class_ids = {name: i for i, name in detector.names.items()}
     count = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 
 from alerts.bus import AlertBus
@@ -49,7 +50,9 @@ class AlertFeed:
             self._subscribers.discard(queue)
 
     async def _follow(self) -> None:
-        last_id = "$"
+        # Start from "now" as a concrete stream id rather than "$": if the first follow fails
+        # before any alert arrived, the retry still gets the alerts published in between.
+        last_id = f"{int(time.time() * 1000)}-0"
         delay = 0.5
         while True:
             try:

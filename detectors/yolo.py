@@ -69,6 +69,8 @@ class Detector:
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
+        if path.suffix not in (".pt", ".onnx"):
+            raise ModelError(f"{path} is not a YOLO detection model (expected a .pt or .onnx file)")
         try:
             self.model = YOLO(str(path), task="detect")
             self.names: dict[int, str] = dict(self.model.names)

@@ -6,6 +6,7 @@ This is the only module of BondWatch that imports PyAV for decoding: every other
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -35,7 +36,7 @@ _SECRET_QUERY = re.compile(
 
 
 class SourceError(Exception):
-    """A camera or video file that cannot be read; the message is one sentence, credentials masked."""
+    """A camera or video file that cannot be read; one sentence, credentials masked."""
 
 
 class SourceTimeout(SourceError):
@@ -49,7 +50,7 @@ def mask_url(text: str) -> str:
 
 
 def is_file_source(url: str) -> bool:
-    """A path (or file:// URL) is played from disk; anything else with a scheme is a network stream."""
+    """A path (or file:// URL) is played from disk; anything else with a scheme is a stream."""
     return url.startswith("file://") or not _URL_SCHEME.match(url)
 
 
@@ -89,9 +90,8 @@ class VideoSource:
                 path, options=options, timeout=(open_timeout_s, read_timeout_s)
             )
         except (av.error.FFmpegError, OSError) as e:
-            raise SourceError(
-                f"{self._who}cannot open {self.url}: {_reason(e, open_timeout_s)}"
-            ) from None
+            reason = _reason(e, open_timeout_s, network=not self.is_file)
+            raise SourceError(f"{self._who}cannot open {self.url}: {reason}") from None
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{self._who}{self.url} has no video stream")
@@ -100,7 +100,11 @@ class VideoSource:
         self.nominal_fps = float(rate) if rate else 0.0
         logger.info(
             "camera %s: opened %s (%dx%d, %.3g fps)",
-            camera, self.url, self._stream.width, self._stream.height, self.nominal_fps,
+            camera,
+            self.url,
+            self._stream.width,
+            self._stream.height,
+            self.nominal_fps,
         )
 
     def __enter__(self) -> VideoSource:
@@ -147,7 +151,8 @@ class VideoSource:
                     f"{self._who}no video from {self.url} for {self._read_timeout_s:g} s"
                 ) from None
             except (av.error.FFmpegError, OSError) as e:
-                raise SourceError(f"{self._who}lost {self.url}: {_reason(e)}") from None
+                reason = _reason(e, network=not self.is_file)
+                raise SourceError(f"{self._who}lost {self.url}: {reason}") from None
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError:
@@ -181,7 +186,7 @@ class VideoSource:
         self.decode_errors += 1
         if failures + 1 >= MAX_CONSECUTIVE_ERRORS:
             raise SourceError(
-                f"{self._who}{self.url} is corrupt: {failures + 1} packets in a row failed to decode"
+                f"{self._who}{self.url} is corrupt: {failures + 1} packets in a row did not decode"
             )
         logger.debug("camera %s: skipped a corrupt packet of %s", self.camera, self.url)
         return failures + 1
@@ -219,7 +224,7 @@ def open_frames(
         yield from source.frames(realtime=realtime, stop=stop)
 
 
-def _reason(e: BaseException, timeout_s: float | None = None) -> str:
+def _reason(e: BaseException, timeout_s: float | None = None, *, network: bool = False) -> str:
     """The cause of a PyAV error as a short phrase, without the URL PyAV appends to it."""
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
@@ -235,11 +240,15 @@ def _reason(e: BaseException, timeout_s: float | None = None) -> str:
         return "no such file"
     if isinstance(e, PermissionError):
         return "permission denied"
+    if isinstance(e, av.error.InvalidDataError) and network:
+        return "no usable RTSP answer (host unreachable or not an RTSP server)"
     if isinstance(e, av.error.InvalidDataError):
         return "not a readable video (damaged, truncated or not a video file)"
     if isinstance(e, ConnectionResetError):
         return "connection reset"
     if isinstance(e, EOFError):
         return "the stream ended unexpectedly"
+    if network and isinstance(e, OSError) and e.errno == errno.EIO:
+        return "cannot reach the host (check the address)"
     reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
     return mask_url(reason[0].lower() + reason[1:]).rstrip(".")

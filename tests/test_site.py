@@ -36,7 +36,8 @@ def test_contract_minimum_is_accepted():
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    url: rtsp", "    colour: red\n    url: rtsp", "cameras[0].colour: unknown key 'colour' (line 3)"),
+        ("    url: rtsp", "    colour: red\n    url: rtsp",
+         "cameras[0].colour: unknown key 'colour' (line 3)"),
         ("    camera: cam1\n    kind: restricted", "    camera: cam9\n    kind: restricted",
          "zones[1].camera: zone 'lawn' is on unknown camera 'cam9' (cameras: cam1) (line 11)"),
         ("[[20, 300], [400, 300], [400, 570], [20, 570]]", "[[20, 300], [400, 300]]",

@@ -1,0 +1,42 @@
+"""Shared fixtures: real footage, a real redis-server, the bundled model."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bondwatch.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+PETS_DIR = ROOT.parent / "shared" / "data" / "pets2009-s2l1"
+PETS_VIDEO = PETS_DIR / "vtest.avi"
+PETS_LABELS = PETS_DIR / "gt-frames-0001-0400.txt"
+MODEL = ROOT / "models" / "bondwatch-person.onnx"
+
+
+@pytest.fixture(scope="session")
+def pets_video() -> Path:
+    assert PETS_VIDEO.is_file(), f"the PETS clip is missing at {PETS_VIDEO}"
+    return PETS_VIDEO
+
+
+@pytest.fixture(scope="session")
+def pets_first_400(tmp_path_factory, pets_video) -> Path:
+    """Frames 1-400 of the PETS clip (the labelled part), H.264 at 10 fps."""
+    out = tmp_path_factory.mktemp("pets") / "pets-0001-0400.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(pets_video), "-frames:v", "400",
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "10", "-bf", "0",
+         "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server process on a free loopback port, stopped after the test."""
+    with RedisServer(tmp_path / "redis", persist=False) as server:
+        yield server

