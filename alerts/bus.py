@@ -34,7 +34,8 @@ class AlertBus:
 
     async def follow(self, last_id: str = "$") -> AsyncIterator[tuple[str, Alert]]:
         """Yield alerts published after `last_id`, blocking until they come."""
-        client = aredis.Redis.from_url(self.redis_url)
+        # No socket timeout: XREAD blocks for up to 5 s by design.
+        client = aredis.Redis.from_url(self.redis_url, socket_timeout=None)
         try:
             while True:
                 res = await client.xread({ALERT_STREAM: last_id}, block=5000, count=100)

@@ -24,13 +24,11 @@ PERSON_COLOUR = (230, 200, 40)
 OTHER_COLOUR = (220, 110, 190)
 TEXT_BG = (24, 20, 18)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-PLACEHOLDER_SIZE = (640, 360)  # width, height shown before the first frame arrives
+PLACEHOLDER_SIZE = (640, 480)  # width, height shown before the first frame arrives
 STALE_S = 2.0  # detections older than this relative to the frame are not drawn
 
 
-def render(
-    camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None
-) -> np.ndarray:
+def render(camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None) -> np.ndarray:
     """A new BGR image: the frame with overlays, or a placeholder while there is no frame."""
     if frame is None:
         return placeholder(camera)
@@ -38,7 +36,8 @@ def render(
     draw_zones(image, zones)
     if batch is not None and abs(frame.ts - batch.ts) <= STALE_S:
         draw_detections(image, batch)
-    stamp = datetime.fromtimestamp(frame.ts).strftime("%Y-%m-%d %H:%M:%S")
+    # Server-local time with its offset, so it is unambiguous next to the officer's clock.
+    stamp = datetime.fromtimestamp(frame.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
     _label(image, f"{camera}  {stamp}", (8, 8), (255, 255, 255), scale=0.6)
     return image
 
@@ -98,9 +97,7 @@ def _label(
 def snapshot_jpeg(
     camera: str, zones: list[Zone], frame: Frame, batch: DetectionBatch | None, quality: int = 85
 ) -> bytes:
-    ok, buf = cv2.imencode(
-        ".jpg", render(camera, zones, frame, batch), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
+    ok, buf = cv2.imencode(".jpg", render(camera, zones, frame, batch), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"camera {camera}: JPEG encoding failed")
     return buf.tobytes()

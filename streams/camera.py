@@ -141,6 +141,8 @@ class CameraStream:
                 self._ever_live = True
             self._state = state
             self._error = error
+            if state != "live":
+                self._recent.clear()  # the input rate restarts from the next frame
             health = self._health()
         if not changed:
             return

@@ -85,12 +85,14 @@ class VideoSource:
                 "analyzeduration": str(RTSP_ANALYZE_US),
             }
         path = url.removeprefix("file://") if self.is_file else url
+        started = time.monotonic()
         try:
-            self._container = av.open(
-                path, options=options, timeout=(open_timeout_s, read_timeout_s)
-            )
+            self._container = av.open(path, options=options, timeout=(open_timeout_s, read_timeout_s))
         except (av.error.FFmpegError, OSError) as e:
             reason = _reason(e, open_timeout_s, network=not self.is_file)
+            if not self.is_file and time.monotonic() - started >= 0.9 * open_timeout_s:
+                # FFmpeg's RTSP demuxer reports an interrupted open as bad data: trust the clock.
+                reason = f"no answer within {open_timeout_s:g} s"
             raise SourceError(f"{self._who}cannot open {self.url}: {reason}") from None
         if not self._container.streams.video:
             self._container.close()
@@ -121,9 +123,7 @@ class VideoSource:
     def close(self) -> None:
         self._container.close()
 
-    def frames(
-        self, *, realtime: bool = False, stop: threading.Event | None = None
-    ) -> Iterator[Frame]:
+    def frames(self, *, realtime: bool = False, stop: threading.Event | None = None) -> Iterator[Frame]:
         """Decode to BGR frames until the end; `realtime` paces a file at its own speed.
 
         `t` is the presentation time minus the first frame's, strictly increasing; `ts` is the

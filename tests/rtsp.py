@@ -84,9 +84,7 @@ class RtspServer:
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
         for name, path in self.mounts.items():
             cmd += ["--mount", f"{name}={path}"]
-        self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -113,10 +111,20 @@ class RtspServer:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait(5)
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open but no packet flows, as with a hung camera."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is None:
             return
         if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(5)

@@ -124,6 +124,7 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
     expect(page.locator("#site-name")).to_have_text("保税维修车间 A")
     expect(page.locator('.tile[data-camera="pets"] .health')).to_have_text("在线")
     expect(page.locator('.tile[data-camera="dock"] .health')).to_have_text("离线")
+    expect(page.locator('.tile[data-camera="dock"] .stats')).to_have_text("connection refused")
     expect(page.locator(".alert")).to_have_count(2)
     expect(page.locator(".alert").first).to_contain_text("未扫码离开")
 

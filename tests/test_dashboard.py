@@ -274,9 +274,7 @@ def test_healthz_reports_camera_states(client: TestClient):
         ("?since=4000000000", []),
     ],
 )
-def test_alerts_newest_first(
-    client: TestClient, store: AlertStore, query: str, expected: list[str]
-):
+def test_alerts_newest_first(client: TestClient, store: AlertStore, query: str, expected: list[str]):
     for type_ in ["unauthorized_entry", "unscanned_departure", "camera_offline"]:
         store.add(make_alert(type_))
         time.sleep(0.01)  # distinct storage times, so "newest first" is well defined
@@ -416,7 +414,7 @@ def test_webrtc_camera_without_frames_sends_placeholder(client: TestClient):
     async def scenario() -> None:
         async with watching(client, "dock") as (status, _, sizes, _):
             assert status == 200
-            assert sizes == [(640, 360)] * 3
+            assert sizes == [(640, 480)] * 3
 
     asyncio.run(scenario())
 
@@ -431,9 +429,7 @@ def test_webrtc_offer_for_unknown_camera_is_404(client: TestClient):
 
 
 def test_webrtc_bad_sdp_is_400(client: TestClient):
-    res = client.post(
-        "/api/webrtc/offer", json={"camera": "pets", "sdp": "v=0\r\nnonsense", "type": "offer"}
-    )
+    res = client.post("/api/webrtc/offer", json={"camera": "pets", "sdp": "v=0\r\nnonsense", "type": "offer"})
     assert res.status_code == 400
     assert client.get("/healthz").json()["viewers"] == 0
 

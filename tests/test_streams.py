@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import subprocess
 import threading
 import time
@@ -132,6 +133,39 @@ def test_camera_recovers_by_itself_after_the_server_is_killed(pets_mp4: Path) ->
     assert "offline" in seen or "stalled" in seen
 
 
+def test_hung_camera_is_reported_stalled_and_comes_back(pets_mp4: Path) -> None:
+    states: list[str] = []
+    with RtspServer({"/pets": pets_mp4}) as server:
+        stream = CameraStream(
+            Camera(id="cam1", url=server.url("/pets")),
+            on_state=lambda h: states.append(h.state),
+            stall_s=1.0,
+        )
+        stream.start()
+        try:
+            assert stream.slot.get(timeout=15) is not None
+            server.freeze()
+            assert wait_for(lambda: stream.health().state == "stalled", 10)
+            assert stream.health().error.endswith("/pets for 1 s")
+            server.thaw()
+            assert wait_for(lambda: stream.health().state == "live", 30)
+        finally:
+            server.thaw()
+            assert stream.stop()
+    assert states[:2] == ["live", "stalled"] and states[-1] == "live"
+    assert stream.health().reconnects >= 1
+
+
+def test_server_that_never_answers_fails_within_the_open_timeout() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel accepts connections; nobody ever speaks RTSP
+        port = silent.getsockname()[1]
+        with pytest.raises(SourceError) as err:
+            VideoSource(f"rtsp://127.0.0.1:{port}/x", camera="cam1", open_timeout_s=1.0)
+    assert str(err.value) == f"camera cam1: cannot open rtsp://127.0.0.1:{port}/x: no answer within 1 s"
+
+
 def test_dead_camera_goes_offline_while_a_healthy_one_keeps_delivering(
     rtsp: RtspServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,8 +191,7 @@ def test_dead_camera_goes_offline_while_a_healthy_one_keeps_delivering(
         assert dead.stop() and good.stop()
 
     assert error == (
-        f"camera dead: cannot open rtsp://***@127.0.0.1:{dead_url.rsplit(':', 1)[1]}"
-        ": connection refused"
+        f"camera dead: cannot open rtsp://***@127.0.0.1:{dead_url.rsplit(':', 1)[1]}: connection refused"
     )
     assert dead.health().state == "offline" and good.health().state == "live"
     assert good.health().error == "" and good.health().fps > 0
@@ -206,9 +239,7 @@ def broken_files(tmp_path_factory: pytest.TempPathFactory, pets_mp4: Path) -> di
         ("missing", "no such file"),
     ],
 )
-def test_unreadable_file_is_one_clear_sentence(
-    broken_files: dict[str, Path], name: str, reason: str
-) -> None:
+def test_unreadable_file_is_one_clear_sentence(broken_files: dict[str, Path], name: str, reason: str) -> None:
     path = broken_files[name]
     with pytest.raises(SourceError) as err:
         VideoSource(str(path), camera="cam1")
@@ -230,9 +261,7 @@ def test_truncated_stream_counts_the_broken_packet_and_ends(broken_files: dict[s
 
 def test_camera_on_a_broken_file_goes_offline_and_stops(broken_files: dict[str, Path]) -> None:
     states: list[CameraHealth] = []
-    stream = CameraStream(
-        Camera(id="cam1", url=str(broken_files["cut_index_last"])), on_state=states.append
-    )
+    stream = CameraStream(Camera(id="cam1", url=str(broken_files["cut_index_last"])), on_state=states.append)
     stream.start()
     try:
         assert wait_for(lambda: stream.health().state == "offline", 10)

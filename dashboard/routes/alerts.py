@@ -20,9 +20,7 @@ router = APIRouter(tags=["alerts"])
 def list_alerts(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    since: Annotated[
-        datetime | None, Query(description="ISO 8601 or UNIX seconds; naive means UTC")
-    ] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 or UNIX seconds; naive means UTC")] = None,
 ) -> list[AlertOut]:
     """Newest first."""
     if since is not None and since.tzinfo is None:

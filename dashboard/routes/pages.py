@@ -27,6 +27,4 @@ def index(dash: DashboardDep) -> str:
 @router.get("/healthz")
 def healthz(dash: DashboardDep) -> HealthzOut:
     cameras = {cid: getattr(h, "state", "unknown") for cid, h in dash.live.health().items()}
-    return HealthzOut(
-        status="ok", cameras=cameras, viewers=dash.video.peers, alert_sockets=len(dash.sockets)
-    )
+    return HealthzOut(status="ok", cameras=cameras, viewers=dash.video.peers, alert_sockets=len(dash.sockets))

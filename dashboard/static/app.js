@@ -116,9 +116,13 @@ class CameraTile {
     this.pc = null;
     this.retryMs = 1000;
     this.lastFrames = 0;
-    this.fps = 0;
+    this.recentFrames = 0;
     this.stallChecks = 0;
     this.videoState = "connecting";
+    this.video.addEventListener("playing", () => {
+      this.videoState = "playing";
+      this.render();
+    });
     this.render();
     setInterval(() => this.measure(), 1000);
   }
@@ -143,17 +147,24 @@ class CameraTile {
     badge.textContent = t(`state_${state}`);
     const zones = c.zones.map((z) => z.id).join(", ");
     this.el.querySelector(".zones").textContent = zones ? `${t("zones")}: ${zones}` : "";
-    this.el.querySelector(".stats").textContent =
-      this.videoState === "playing" ? `${this.fps} fps · ${this.video.videoWidth}×${this.video.videoHeight}` : "";
+    const stats = [];
+    if (c.health && state === "live" && c.health.fps !== null) stats.push(`${c.health.fps.toFixed(1)} fps`);
+    if (this.videoState === "playing" && state !== "offline") {
+      stats.push(`${this.video.videoWidth}×${this.video.videoHeight}`);
+    }
+    if (c.health && state !== "live" && c.health.error) stats.push(c.health.error);
+    const statsEl = this.el.querySelector(".stats");
+    statsEl.textContent = stats.join(" · ");
+    statsEl.classList.toggle("error", Boolean(c.health && state !== "live" && c.health.error));
     this.status.textContent =
       this.videoState === "playing" ? "" : t(this.videoState === "lost" ? "video_lost" : "video_connecting");
   }
 
   measure() {
     const frames = this.framesDecoded();
-    this.fps = Math.max(0, frames - this.lastFrames);
+    this.recentFrames = Math.max(0, frames - this.lastFrames);
     this.lastFrames = frames;
-    if (frames > 0 && this.fps > 0) {
+    if (frames > 0 && this.recentFrames > 0) {
       this.videoState = "playing";
       this.stallChecks = 0;
       this.retryMs = 1000;
