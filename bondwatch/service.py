@@ -72,7 +72,7 @@ class Cameras:
         stream = self.streams.get(camera)
         if stream is None:
             return None, None
-        return stream.slot.latest(), self.batches.get(camera)
+        return stream.slot.peek(), self.batches.get(camera)
 
     def health(self) -> dict[str, CameraHealth]:
         return {cid: s.health() for cid, s in self.streams.items()}
@@ -119,7 +119,7 @@ class DetectionWorker(threading.Thread):
         while not self.stopping.is_set():
             frames = []
             for cid, stream in self.cameras.streams.items():
-                frame = stream.slot.latest()
+                frame = stream.slot.peek()
                 if frame is None or frame.index == self.seen.get(cid):
                     continue
                 if frame.index < self.seen.get(cid, -1):  # the camera restarted

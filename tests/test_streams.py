@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rtsp import RtspServer, free_port, make_h264_mp4
 
 from bondwatch.site import Camera
 from streams.camera import CameraHealth, CameraStream
 from streams.frame import Frame
 from streams.slot import FrameSlot
 from streams.source import SourceError, VideoSource, mask_url, open_frames
-from tests.rtsp import RtspServer, free_port, make_h264_mp4
 
 PETS = Path(__file__).parents[1].parent / "shared" / "data" / "pets2009-s2l1" / "vtest.avi"
 
