@@ -79,13 +79,15 @@ class Cameras:
 
     def _on_state(self, h: CameraHealth) -> None:
         """A camera that goes dark is itself a loss of supervision: report it as an alert."""
+        last = self.streams[h.camera].slot.peek()
+        t = last.t if last is not None else 0.0  # video time of the last frame seen
         if h.state in ("offline", "stalled") and h.camera not in self._offline:
             self._offline.add(h.camera)
             self.sink.emit(
                 Alert(
                     type="camera_offline",
                     camera=h.camera,
-                    t=0.0,
+                    t=t,
                     ts=time.time(),
                     explanation=f"camera {h.camera} is {h.state}: {h.error or 'no frames'}",
                 )
@@ -96,7 +98,7 @@ class Cameras:
                 Alert(
                     type="camera_online",
                     camera=h.camera,
-                    t=0.0,
+                    t=t,
                     ts=time.time(),
                     explanation=f"camera {h.camera} is live again",
                 )
@@ -119,12 +121,10 @@ class DetectionWorker(threading.Thread):
         while not self.stopping.is_set():
             frames = []
             for cid, stream in self.cameras.streams.items():
-                frame = stream.slot.peek()
-                if frame is None or frame.index == self.seen.get(cid):
+                # Frame indices only grow, across file loops and reconnects alike.
+                frame = stream.slot.get(after_index=self.seen.get(cid, -1), timeout=0)
+                if frame is None:
                     continue
-                if frame.index < self.seen.get(cid, -1):  # the camera restarted
-                    self.samplers[cid] = RateSampler(self.cameras.site.camera(cid).detect_fps)
-                    self.pipeline.detector.reset(cid)
                 self.seen[cid] = frame.index
                 if self.samplers[cid].take(frame.t):
                     frames.append(frame)

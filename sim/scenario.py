@@ -245,6 +245,9 @@ class TruthSpec(Strict):
     scan_window_s: float = Field(30.0, ge=0, description="a scan this long before departure counts")
     scan_grace_s: float = Field(5.0, ge=0, description="a scan this long after departure counts")
     exit_s: float = Field(1.0, ge=0, description="outside this long before leaving counts")
+    station_min_s: float = Field(
+        2.0, ge=0, description="a unit must have been at a station this long to depart from it"
+    )
 
 
 class RenderSpec(Strict):
