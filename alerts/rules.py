@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from alerts.departure import DepartureRule
 from alerts.types import Alert
+from bondwatch.scans import ScanEvent
 from bondwatch.site import Site, Zone
 from detectors.types import DetectionBatch
 from detectors.zones import inside
@@ -110,13 +112,35 @@ class RestrictedZoneRule:
 
 
 class RuleEngine:
-    """All rules of a site, by camera. `process` takes one camera's batch at a time."""
+    """All rules of a site, by camera. `process` takes one camera's batch at a time.
+
+    Scans go to the departure rule of every zone of their station (`add_scan`); in replay,
+    add each scan before the first batch whose `t` passes it, and `flush()` at the end.
+    """
 
     def __init__(self, site: Site):
-        self.rules: dict[str, list[RestrictedZoneRule]] = {c.id: [] for c in site.cameras}
+        self.rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {
+            c.id: [] for c in site.cameras
+        }
+        self.departures: list[DepartureRule] = []
         for zone in site.zones:
             if zone.kind == "restricted":
                 self.rules[zone.camera].append(RestrictedZoneRule(zone))
+            else:
+                rule = DepartureRule(zone)
+                self.rules[zone.camera].append(rule)
+                self.departures.append(rule)
 
     def process(self, batch: DetectionBatch) -> list[Alert]:
         return [a for rule in self.rules.get(batch.camera, []) for a in rule.update(batch)]
+
+    def add_scan(self, scan: ScanEvent) -> list[Alert]:
+        """Route a scan to its station's zones; it may end the grace window of others."""
+        rules = [r for r in self.departures if r.zone.station == scan.station]
+        return [a for r in rules for a in r.add_scan(scan)]
+
+    def flush(self, t: float | None = None, camera: str | None = None) -> list[Alert]:
+        """Decide pending departures (of `camera`, or all) whose grace ended before video time
+        `t`; all of them when `t` is None, at the end of a replay when no scan can come."""
+        rules = [r for r in self.departures if camera is None or r.zone.camera == camera]
+        return [a for r in rules for a in r.flush(t)]

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="data", help="data directory (default ./data)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080)
-    run.add_argument("--model", help="YOLO model file (.onnx or .pt)")
+    run.add_argument("--model", help="YOLO model file, .onnx or .pt (default: $BONDWATCH_MODEL or the bundled one)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-site", help="validate a site file")
@@ -109,7 +110,7 @@ def _detector(model: str | None):  # type: ignore[no-untyped-def]
     from detectors.yolo import DEFAULT_MODEL, Detector, ModelError
 
     try:
-        return Detector(model or DEFAULT_MODEL)
+        return Detector(model or os.environ.get("BONDWATCH_MODEL") or DEFAULT_MODEL)
     except ModelError as e:
         raise UserError(str(e)) from None
 

@@ -54,6 +54,25 @@ class Zone(Strict):
     exit_s: float = Field(
         1.0, ge=0, description="seconds a person must stay outside before the next entry counts"
     )
+    exit_detections: int = Field(
+        3,
+        ge=1,
+        description="station: a unit seen outside in this many detections in a row has left it",
+    )
+    scan_before_s: float = Field(
+        60.0, ge=0, description="station: a scan this long before a unit leaves covers it"
+    )
+    scan_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="station: a scan arriving this long after a unit left still covers it;"
+        " the alert waits that long (in capture time) before it is raised",
+    )
+    clock_skew_s: float = Field(
+        0.0,
+        description="station: seconds the scanner's clock runs ahead of the cameras';"
+        " subtracted from live scan times (`ts`)",
+    )
 
     @field_validator("polygon")
     @classmethod

@@ -13,10 +13,12 @@ from fastapi.staticfiles import StaticFiles
 
 from alerts.bus import AlertBus
 from alerts.store import AlertStore
+from bondwatch.accounts import Accounts
+from dashboard.auth import SESSION_IDLE_S, Auth, LoginLimiter, Sessions
 from dashboard.deps import Dashboard
 from dashboard.feed import AlertFeed
 from dashboard.live import LiveView
-from dashboard.routes import alerts, cameras, pages, webrtc
+from dashboard.routes import alerts, cameras, pages, session, webrtc
 from dashboard.webrtc import LiveVideo
 
 logger = logging.getLogger(__name__)
@@ -25,11 +27,24 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(
-    live: LiveView, store: AlertStore, bus: AlertBus, *, title: str, video_fps: float = 12.0
+    live: LiveView,
+    store: AlertStore,
+    bus: AlertBus,
+    accounts: Accounts,
+    *,
+    title: str,
+    video_fps: float = 12.0,
+    session_idle_s: float = SESSION_IDLE_S,
 ) -> FastAPI:
-    """The dashboard for `live`'s site; it reads history from `store` and follows `bus`."""
+    """The dashboard for `live`'s site; it reads history from `store`, follows `bus`, and
+    lets in only the users of `accounts` (sessions end after `session_idle_s` unused)."""
     dash = Dashboard(
-        live=live, store=store, feed=AlertFeed(bus), video=LiveVideo(live, video_fps), title=title
+        live=live,
+        store=store,
+        feed=AlertFeed(bus),
+        video=LiveVideo(live, video_fps),
+        auth=Auth(accounts, Sessions(session_idle_s), LoginLimiter()),
+        title=title,
     )
 
     @contextlib.asynccontextmanager
@@ -42,9 +57,10 @@ def create_app(
             await _close_sockets(dash)
             await dash.video.close()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    # No open /docs or /openapi.json: they would list the API to anyone on the network.
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = dash
-    for module in (pages, cameras, alerts, webrtc):
+    for module in (pages, session, cameras, alerts, webrtc):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

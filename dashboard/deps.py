@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, WebSocket
+from fastapi import Depends, HTTPException, WebSocket, WebSocketException, params
 from starlette.requests import HTTPConnection
 
 from alerts.store import AlertStore
+from dashboard.auth import Auth, Permission, Principal
 from dashboard.feed import AlertFeed
 from dashboard.live import LiveView
 from dashboard.webrtc import LiveVideo
+
+SESSION_COOKIE = "bondwatch_session"
 
 
 @dataclass
@@ -20,6 +23,7 @@ class Dashboard:
     store: AlertStore
     feed: AlertFeed
     video: LiveVideo
+    auth: Auth
     title: str
     sockets: set[WebSocket] = field(default_factory=set)
 
@@ -40,6 +44,10 @@ def _feed(conn: HTTPConnection) -> AlertFeed:
     return _dashboard(conn).feed
 
 
+def _auth(conn: HTTPConnection) -> Auth:
+    return _dashboard(conn).auth
+
+
 def _video(conn: HTTPConnection) -> LiveVideo:
     return _dashboard(conn).video
 
@@ -50,9 +58,40 @@ def _camera_id(camera_id: str, live: Annotated[LiveView, Depends(_live)]) -> str
     return camera_id
 
 
+def session_user(conn: HTTPConnection) -> Principal | None:
+    """The user whose session cookie came with this request or WebSocket handshake, if any."""
+    return _dashboard(conn).auth.sessions.get(conn.cookies.get(SESSION_COOKIE))
+
+
+def require(permission: Permission | None = None) -> params.Depends:
+    """A dependency that admits a signed-in user whose role grants `permission`.
+
+    Without a session: 401, or WebSocket close code 4401; a role without the permission:
+    403, or 4403. The socket is accepted before it is closed, because a browser only sees
+    the close code of an accepted WebSocket. With no `permission`, any signed-in user.
+    """
+
+    async def check(conn: HTTPConnection) -> Principal:
+        user = session_user(conn)
+        if user is not None and (permission is None or user.may(permission)):
+            return user
+        if user is None:
+            status, message = 401, "sign in first"
+        else:
+            status, message = 403, f"the {user.role} role may not use {permission}"
+        if isinstance(conn, WebSocket):
+            await conn.accept()
+            raise WebSocketException(4000 + status, message)
+        raise HTTPException(status, message)
+
+    return Depends(check)
+
+
 DashboardDep = Annotated[Dashboard, Depends(_dashboard)]
 LiveDep = Annotated[LiveView, Depends(_live)]
 StoreDep = Annotated[AlertStore, Depends(_store)]
 FeedDep = Annotated[AlertFeed, Depends(_feed)]
 VideoDep = Annotated[LiveVideo, Depends(_video)]
 CameraId = Annotated[str, Depends(_camera_id)]
+AuthDep = Annotated[Auth, Depends(_auth)]
+SignedIn = Annotated[Principal, require()]

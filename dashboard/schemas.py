@@ -64,7 +64,23 @@ class AnswerOut(BaseModel):
 
 
 class HealthzOut(BaseModel):
+    """Open to load balancers, so it says only that the web service answers."""
+
     status: Literal["ok"]
+
+
+class StatusOut(BaseModel):
     cameras: dict[str, str] = Field(description="camera id -> state")
     viewers: int = Field(description="open WebRTC peer connections")
     alert_sockets: int = Field(description="open alert WebSockets")
+    sessions: int = Field(description="signed-in sessions")
+
+
+class LoginIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class MeOut(BaseModel):
+    name: str
+    role: Literal["admin", "officer", "operator"]

@@ -193,7 +193,11 @@ def floor_texture(s: Scenario, rng: np.random.Generator, ppm: int) -> np.ndarray
     lay = s.layout
     h, w = int(lay.depth_m * ppm), int(lay.width_m * ppm)
     base = np.array(FLOORS[lay.floor], dtype=np.float32)
-    var = 9.0 * _noise(rng, h, w, ppm) + 4.0 * _noise(rng, h, w, ppm // 8) + 3.0 * rng.standard_normal((h, w)).astype(np.float32)
+    var = (
+        4.0 * _noise(rng, h, w, 2 * ppm)
+        + 2.5 * _noise(rng, h, w, ppm // 8)
+        + 2.5 * rng.standard_normal((h, w)).astype(np.float32)
+    )
     tex = np.clip(base[None, None, :] + var[..., None], 0, 255).astype(np.uint8)
 
     def px(p: Point) -> tuple[int, int]:

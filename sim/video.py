@@ -27,19 +27,24 @@ class VideoWriter:
         self.stream = self.container.add_stream(
             "libx264",
             rate=rate,
-            options={"preset": "veryfast", "crf": str(crf), "bf": "0", "threads": "1"},
+            options={
+                "preset": "veryfast",
+                "crf": str(crf),
+                "bf": "0",
+                "g": str(max(1, int(round(2 * fps)))),
+                "threads": "1",
+            },
         )
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
-        self.stream.time_base = 1 / rate
-        self.stream.codec_context.gop_size = max(1, int(round(2 * fps)))
+        self.time_base = 1 / rate
         self.index = 0
 
     def write(self, bgr: np.ndarray) -> None:
         yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = self.index
-        frame.time_base = self.stream.time_base
+        frame.time_base = self.time_base
         self.index += 1
         for packet in self.stream.encode(frame):
             self.container.mux(packet)

@@ -10,10 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, WebSocket
 from fastapi.websockets import WebSocketDisconnect
 
-from dashboard.deps import DashboardDep, FeedDep, StoreDep
+from dashboard.auth import Permission
+from dashboard.deps import DashboardDep, FeedDep, StoreDep, require
 from dashboard.schemas import AlertOut
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], dependencies=[require(Permission.ALERTS)])
 
 
 @router.get("/api/alerts", response_model_exclude_none=True)

@@ -6,11 +6,12 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Response
 
-from dashboard.deps import CameraId, LiveDep
+from dashboard.auth import Permission
+from dashboard.deps import CameraId, LiveDep, require
 from dashboard.overlay import snapshot_jpeg
 from dashboard.schemas import CameraOut, HealthOut, ZoneOut
 
-router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+router = APIRouter(prefix="/api/cameras", tags=["cameras"], dependencies=[require(Permission.CAMERAS)])
 
 
 @router.get("")

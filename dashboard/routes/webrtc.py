@@ -6,13 +6,14 @@ import logging
 
 from fastapi import APIRouter, HTTPException
 
-from dashboard.deps import VideoDep
+from dashboard.auth import Permission
+from dashboard.deps import VideoDep, require
 from dashboard.schemas import AnswerOut, OfferIn
 from dashboard.webrtc import UnknownCamera
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/webrtc", tags=["webrtc"])
+router = APIRouter(prefix="/api/webrtc", tags=["webrtc"], dependencies=[require(Permission.LIVE_VIDEO)])
 
 
 @router.post("/offer")

@@ -28,6 +28,10 @@ const I18N = {
     video_connecting: "正在连接视频…",
     video_lost: "视频中断，正在重连…",
     cameras_summary: (live, all) => `${live}/${all} 在线`,
+    sign_out: "退出登录",
+    role_admin: "管理员",
+    role_officer: "海关关员",
+    role_operator: "操作员",
   },
   en: {
     cameras: "Cameras",
@@ -54,6 +58,10 @@ const I18N = {
     video_connecting: "Connecting video…",
     video_lost: "Video lost, reconnecting…",
     cameras_summary: (live, all) => `${live}/${all} live`,
+    sign_out: "Sign out",
+    role_admin: "Administrator",
+    role_officer: "Customs officer",
+    role_operator: "Operator",
   },
 };
 const LANG_KEY = "bondwatch.lang";
@@ -64,6 +72,7 @@ let lang = I18N[localStorage.getItem(LANG_KEY)] ? localStorage.getItem(LANG_KEY)
 const alerts = new Map(); // id -> alert, rendered newest first by `ts`
 const tiles = new Map(); // camera id -> CameraTile
 let cameras = [];
+let me = null; // {name, role} of the signed-in user
 let alertSocketState = "connecting";
 
 function t(key, ...args) {
@@ -80,10 +89,43 @@ function setLang(next) {
     b.classList.toggle("active", b.dataset.lang === lang);
   }
   setConn(alertSocketState);
+  renderUser();
   for (const tile of tiles.values()) tile.render();
   renderCameraSummary();
   renderAlerts();
   tickClock();
+}
+
+// ---------- session: every request is signed in; losing the session means the login page ----------
+
+function toLogin() {
+  location.replace("/login");
+}
+
+async function api(path, options) {
+  const res = await fetch(path, options);
+  if (res.status === 401) {
+    toLogin();
+    throw new Error(`${path}: signed out`);
+  }
+  return res;
+}
+
+function renderUser() {
+  document.getElementById("user-name").textContent = me ? me.name : "";
+  document.getElementById("user-role").textContent = me ? t(`role_${me.role}`) : "";
+}
+
+async function loadMe() {
+  const res = await api("/api/me");
+  if (!res.ok) throw new Error(`GET /api/me: ${res.status}`);
+  me = await res.json();
+  renderUser();
+}
+
+async function signOut() {
+  await fetch("/api/logout", { method: "POST" }).catch(() => {});
+  toLogin();
 }
 
 // ---------- clock and connection indicator ----------
@@ -194,7 +236,7 @@ class CameraTile {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGatheringDone(pc, 3000);
-      const res = await fetch("/api/webrtc/offer", {
+      const res = await api("/api/webrtc/offer", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ camera: this.camera.id, sdp: pc.localDescription.sdp, type: "offer" }),
@@ -229,7 +271,7 @@ function iceGatheringDone(pc, timeoutMs) {
 }
 
 async function loadCameras() {
-  const res = await fetch("/api/cameras");
+  const res = await api("/api/cameras");
   if (!res.ok) throw new Error(`GET /api/cameras: ${res.status}`);
   cameras = await res.json();
   const grid = document.getElementById("grid");
@@ -316,7 +358,7 @@ function renderAlerts() {
 }
 
 async function loadAlerts() {
-  const res = await fetch("/api/alerts?limit=200");
+  const res = await api("/api/alerts?limit=200");
   if (!res.ok) throw new Error(`GET /api/alerts: ${res.status}`);
   addAlerts(await res.json(), false);
 }
@@ -333,7 +375,8 @@ function connectAlerts() {
     loadAlerts().catch((err) => console.warn(err));
   };
   ws.onmessage = (ev) => addAlerts([JSON.parse(ev.data)], true);
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
+    if (ev.code === 4401) return toLogin();
     setConn("closed");
     setTimeout(connectAlerts, socketRetryMs);
     socketRetryMs = Math.min(socketRetryMs * 2, 15000);
@@ -357,8 +400,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const b of document.querySelectorAll("[data-lang]")) {
     b.addEventListener("click", () => setLang(b.dataset.lang));
   }
+  document.getElementById("logout").addEventListener("click", signOut);
   setLang(lang);
   setInterval(tickClock, 1000);
+  loadMe().catch((err) => console.warn(err));
   connectAlerts();
   await refreshHealth();
   setInterval(refreshHealth, HEALTH_REFRESH_MS);
