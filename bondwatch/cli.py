@@ -126,7 +126,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         scans = load_scans(args.scans) if args.scans else []
         detector = _detector(args.model)
         with open(args.out, "w", encoding="utf-8") as out:
-            n = replay(
+            stats = replay(
                 site, sources, out, detector=detector, scans=scans,
                 tracks_dir=args.tracks, realtime=args.realtime,
             )  # fmt: skip
@@ -134,7 +134,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
-    logger.info("replay wrote %d alerts to %s", n, args.out)
+    logger.info(
+        "replay: %d frames in %.1fs, %d alerts written to %s",
+        stats.frames, stats.seconds, stats.alerts, args.out,
+    )  # fmt: skip
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +21,13 @@ logger = logging.getLogger(__name__)
 
 class ReplayError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    alerts: int
+    frames: int  # frames that went through detection, all cameras
+    seconds: float
 
 
 def parse_sources(site: Site, pairs: list[str]) -> dict[str, str]:
@@ -46,16 +54,14 @@ def replay(
     scans: list[ScanEvent] | None = None,
     tracks_dir: str | Path | None = None,
     realtime: bool = False,
-) -> int:
-    """Process every camera's video; write each alert as a JSON line as soon as it is raised.
-
-    Returns the number of alerts.
-    """
+) -> ReplayStats:
+    """Process every camera's video; write each alert as a JSON line as soon as it is raised."""
     # `scans` are validated by the caller; the unscanned-departure rule that consumes them
     # is not built yet (see README, "Not done yet").
     pipeline = Pipeline(site, detector)
     class_ids = {name: i for i, name in detector.names.items()}
-    count = 0
+    count = total_frames = 0
+    t0 = time.monotonic()
     for cam in site.cameras:
         tracks_file = None
         if tracks_dir is not None:
@@ -81,12 +87,13 @@ def replay(
         finally:
             if tracks_file is not None:
                 tracks_file.close()
+        total_frames += frames
         elapsed = time.monotonic() - start
         logger.info(
             "camera %s: %d frames in %.1fs (%.1f fps)", cam.id, frames, elapsed,
             frames / elapsed if elapsed else 0.0,
         )  # fmt: skip
-    return count
+    return ReplayStats(alerts=count, frames=total_frames, seconds=time.monotonic() - t0)
 
 
 def _write_mot(f: TextIO, batch: DetectionBatch, class_ids: dict[str, int]) -> None:
