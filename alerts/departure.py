@@ -38,7 +38,12 @@ SCAN_KEEP_S = FORGET_S + 60.0
 class _Unit:
     """One unit track with respect to the station zone."""
 
-    inside: bool = False  # seen inside and not departed since
+    inside: bool = False  # in the station: seen inside and not departed since
+    departed: bool = False  # has left the station at least once
+    inside_run: int = 0  # detections inside in a row, to count a return after a departure
+    run_t: float = 0.0  # capture time of the first of them
+    in_t: float = 0.0  # capture time the current stay began
+    last_in_t: float = 0.0  # capture time last seen inside
     outside: int = 0  # detections outside in a row since it was last seen inside
     out_t: float = 0.0  # capture times of the first of them: the departure's time
     out_ts: float = 0.0
@@ -81,8 +86,9 @@ class _Scan:
 class DepartureRule:
     """A `unit` track leaving `zone` (a station) raises one alert unless a scan there covers it.
 
-    The unit has left when its foot point is outside the polygon in `zone.exit_detections`
-    detections in a row (a unit lost inside, or jittering on the edge, has not). A scan covers
+    The unit has left when its foot point, after a stay of at least `zone.dwell_s` inside, is
+    outside the polygon in `zone.exit_detections` detections in a row (a unit lost inside, or
+    jittering on the edge, has not). A scan covers
     the departure when it falls from `zone.scan_before_s` before to `zone.scan_grace_s` after
     it; each scan covers one unit: departures, in time order, take the earliest unused scan.
     """
@@ -104,16 +110,26 @@ class DepartureRule:
                 u = self._adopt(det.foot, batch.t, seen)
                 self.units[det.track] = u
             u.last_t, u.last_foot, u.conf = batch.t, det.foot, det.conf
+            u.inside_run = u.inside_run + 1 if is_in else 0
             if is_in:
-                u.inside, u.outside = True, 0
+                if u.inside_run == 1:
+                    u.run_t = batch.t
+                # after a departure, a return counts only as surely as a departure does
+                if not u.inside and (not u.departed or u.inside_run >= self.zone.exit_detections):
+                    u.inside, u.in_t = True, u.run_t
+                if u.inside:
+                    u.last_in_t = batch.t
+                u.outside = 0
             elif u.inside:
                 if u.outside == 0:
                     u.out_t, u.out_ts = batch.t, batch.ts
                 u.outside += 1
                 if u.outside >= self.zone.exit_detections:
-                    u.inside, u.outside = False, 0
-                    dep = _Departure(batch.camera, det.track, u.out_t, u.out_ts, u.conf)
-                    self.pending.append(dep)
+                    u.inside, u.outside, u.departed = False, 0, True
+                    # a unit carried through the zone without stopping was never at the station
+                    if u.last_in_t - u.in_t >= self.zone.dwell_s - 1e-9:
+                        dep = _Departure(batch.camera, det.track, u.out_t, u.out_ts, u.conf)
+                        self.pending.append(dep)
         for tid in [t for t, u in self.units.items() if batch.t - u.last_t > FORGET_S]:
             del self.units[tid]
         horizon = self.zone.scan_before_s + SCAN_KEEP_S
@@ -188,14 +204,16 @@ class DepartureRule:
             )
         if not window:
             why.append(f"no scan at {z.station} between t={lo:.1f} s and t={hi:.1f} s")
-            if self.scans:
-                near = min(self.scans, key=lambda s: abs(s.offset(dep)))
-                off = near.offset(dep)
-                side = "before" if off < 0 else "after"
-                why.append(
-                    f"nearest scan {near.serial} at {near.when()} came {abs(off):.1f} s {side}"
-                    f" it left (window {z.scan_before_s:g} s before to {z.scan_grace_s:g} s after)"
-                )
+        others = [s for s in self.scans if s not in window]
+        if others:
+            near = min(others, key=lambda s: abs(s.offset(dep)))
+            off = near.offset(dep)
+            side = "before" if off < 0 else "after"
+            why.append(
+                f"nearest scan outside that window: {near.serial} at {near.when()},"
+                f" {abs(off):.1f} s {side} it left"
+                f" (window {z.scan_before_s:g} s before to {z.scan_grace_s:g} s after)"
+            )
         return Alert(
             type="unscanned_departure",
             camera=dep.camera,

@@ -49,7 +49,10 @@ class Zone(Strict):
     station: Key | None = Field(None, description="for a station zone, the station (scanner) id")
     name: str = Field("", description="human-readable name")
     dwell_s: float = Field(
-        1.0, ge=0, description="seconds a person must stay inside before an entry counts"
+        1.0,
+        ge=0,
+        description="seconds a person must stay inside before an entry counts;"
+        " station: seconds a unit must have been there before its leaving counts",
     )
     exit_s: float = Field(
         1.0, ge=0, description="seconds a person must stay outside before the next entry counts"

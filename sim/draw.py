@@ -550,7 +550,7 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
     sit = st.pose == "sit"
     hip_z = 0.5 if sit else 0.92 * s
     sh_z = hip_z + (0.55 * s if sit else 0.5 * s)
-    lean = 0.08 if st.pose in ("reach", "scan") or sit else 0.0
+    lean = 0.08 if st.pose in ("reach", "scan", "work") or sit else 0.0
     parts: list[tuple[str, np.ndarray, float, Colour]] = []
     legs = []
     for side, sg in ((-1, 1.0), (1, -1.0)):
@@ -576,7 +576,7 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
     hands = []
     for side, sg in ((-1, -1.0), (1, 1.0)):
         sh = P(lean, side * 0.2 * s, sh_z - 0.04)
-        if carry in ("tray", "bin") or st.pose in ("reach", "scan") or sit:
+        if carry in ("tray", "bin") or st.pose in ("reach", "scan", "work") or sit:
             hand = P(0.4 * s + lean, side * 0.13 * s, (0.95 if sit else 1.0 * s))
             elbow = P(0.18 * s, side * 0.24 * s, sh_z - 0.3 * s)
             if st.pose == "scan" and side == 1:

@@ -284,15 +284,16 @@ def _units(world: World, bodies: dict[str, tuple[ActorState, Body]], t: float) -
     out = []
     for k, u in enumerate(world.units):
         seg = u.seg(t)
+        variant = k if u.spec.variant is None else u.spec.variant
         if seg.state == "rest":
-            out.append((u.track, u.spec, np.array(seg.pos), seg.angle, seg.station, k))
+            out.append((u.track, u.spec, np.array(seg.pos), seg.angle, seg.station, variant))
         elif seg.state == "carried" and seg.actor in bodies:
             st, b = bodies[seg.actor]
             if u.spec.container == "bare":
                 pos = b.hands[1] - np.array([0.0, 0.0, 0.03])
             else:
                 pos = b.hands.mean(axis=0) - np.array([0.0, 0.0, 0.04])
-            out.append((u.track, u.spec, pos, st.facing, "", k))
+            out.append((u.track, u.spec, pos, st.facing, "", variant))
     return out
 
 
@@ -376,8 +377,8 @@ def render(
     track_of = {a.spec.id: a.track for a in world.actors}
     for b in world.badges:
         authorized.append((track_of[b.actor], b.zone, b.t0, b.t1))
-        if b.t0 < end:
-            events.append({"t": round(b.t0, 3), "kind": "badge", "zone": b.zone, "camera": zone_cam[b.zone], "badge": b.badge, "operator": b.actor})
+        if b.t < end:
+            events.append({"t": round(b.t, 3), "kind": "badge", "zone": b.zone, "camera": zone_cam[b.zone], "badge": b.badge, "operator": b.actor})
     events.sort(key=lambda e: (e["t"], e["kind"]))
     scans_path = out / "scans.jsonl"
     scans_path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")

@@ -134,6 +134,9 @@ class UnitSpec(Strict):
     at: Place | None = Field(
         None, description="station (on its bench) or floor place; none: handed in at a door"
     )
+    variant: int | None = Field(
+        None, ge=0, description="colour variant (default: by position in the list)"
+    )
 
 
 class WalkTo(Strict):
@@ -251,10 +254,10 @@ class TruthSpec(Strict):
 
 
 class RenderSpec(Strict):
-    noise: float = Field(3.0, ge=0, le=20, description="sensor noise, grey levels (sigma)")
+    noise: float = Field(2.5, ge=0, le=20, description="sensor noise, grey levels (sigma)")
     lighting: float = Field(0.12, ge=0, le=0.5, description="amplitude of brightness drift")
     motion_blur: bool = Field(True, description="smear walking people along their motion")
-    crf: int = Field(23, ge=0, le=51, description="x264 quality (lower is better)")
+    crf: int = Field(27, ge=0, le=51, description="x264 quality (lower is better)")
 
 
 class Scenario(Strict):

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class VideoWriter:
     """One camera's MP4: BGR frames in, libx264 yuv420p out, deterministic for a given input."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 23):
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 27):
         rate = Fraction(fps).limit_denominator(1001)
         self.container = av.open(str(path), mode="w")
         self.stream = self.container.add_stream(

@@ -48,7 +48,7 @@ class Seg:
     t1: float
     p0: Point
     p1: Point
-    pose: str  # walk, stand, sit, reach, scan, hidden
+    pose: str  # walk, stand, work, sit, reach, scan, hidden
     facing: float  # radians, direction the body faces
     dist0: float = 0.0  # distance walked before this segment: drives the gait phase
 
@@ -113,8 +113,9 @@ class ScanEvent:
 
 @dataclass(frozen=True)
 class BadgeEvent:
-    """An authorized entry: badge read at the gate; the visit starting in [t0, t1] is allowed."""
+    """An authorized entry: badge read at the gate at t; a visit starting in [t0, t1] is allowed."""
 
+    t: float
     t0: float
     t1: float
     zone: str
@@ -228,6 +229,10 @@ class _Compiler:
             st = self.station_at(pos)
             return work_spot(st)[1] if st is not None else facing
 
+        def still_pose() -> str:
+            """Standing at a bench means working at it, hands on the top."""
+            return "work" if self.station_at(pos) is not None else "stand"
+
         def walk(points: list[Point], speed: float) -> None:
             nonlocal pos, facing, walked
             for target in points:
@@ -250,10 +255,10 @@ class _Compiler:
             if isinstance(act, WalkTo):
                 walk([self.point(v) for v in act.via] + [self.point(act.walk_to)], act.speed)
             elif isinstance(act, Wait):
-                add(t + act.wait, "stand", face=still_facing())
+                add(t + act.wait, still_pose(), face=still_facing())
             elif isinstance(act, Until):
                 if act.until > t:
-                    add(act.until, "stand", face=still_facing())
+                    add(act.until, still_pose(), face=still_facing())
             elif isinstance(act, Sit):
                 add(t + act.sit, "sit", face=still_facing())
             elif isinstance(act, PickUp | PutDown | HandOff):
@@ -283,19 +288,21 @@ class _Compiler:
                 gate, normal = gate_of(z)
                 outside = (gate[0] + normal[0] * 0.6, gate[1] + normal[1] * 0.6)
                 target = self.point(act.to) if act.to is not None else centroid(z.polygon)
-                walk([outside, gate, target], 1.2)
+                walk([outside], 1.2)
+                t_badge = t
+                walk([gate, target], 1.2)
                 add(t + act.stay_s, "stand")
                 walk([gate, outside, back], 1.2)
                 if act.authorized:
                     badge = spec.badge or f"B-{spec.id.upper()}"
-                    self.badges.append(BadgeEvent(t_start, t, z.id, badge, spec.id))
+                    self.badges.append(BadgeEvent(t_badge, t_start, t, z.id, badge, spec.id))
             elif isinstance(act, Leave):
                 walk([self.doors[act.leave].at], 1.3)
                 self.ops.append((t, idx, j, "leave", "", pos, facing, ()))
                 add(t + 1e-3, "hidden")
                 gone = True
         end = max(t, self.s.layout.duration_s) + 1.0
-        a.segs.append(Seg(t, end, pos, pos, "hidden" if gone else "stand", still_facing()))
+        a.segs.append(Seg(t, end, pos, pos, "hidden" if gone else still_pose(), still_facing()))
         a.starts = [s.t0 for s in a.segs]
         return a
 
@@ -383,4 +390,4 @@ def compile_world(s: Scenario, name: str = "<scenario>") -> World:
     actors = [c.actor(i, a) for i, a in enumerate(s.actors)]
     units = c.units(actors)
     scans = sorted(c.scans, key=lambda e: (e.t, e.station, e.serial))
-    return World(s, actors, units, scans, sorted(c.badges, key=lambda b: b.t0), c.plan)
+    return World(s, actors, units, scans, sorted(c.badges, key=lambda b: b.t), c.plan)

