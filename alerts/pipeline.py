@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alerts.rules import RuleEngine
 from alerts.types import Alert
+from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
 from detectors.types import DetectionBatch
 from detectors.yolo import Detector
@@ -21,3 +22,10 @@ class Pipeline:
         batches = self.detector.track(frames, self.fps)
         alerts = [a for b in batches for a in self.rules.process(b)]
         return batches, alerts
+
+    def scan(self, scan: ScanEvent) -> list[Alert]:
+        """A scan may cover a pending departure, or close the grace window of others."""
+        return self.rules.add_scan(scan)
+
+    def flush(self, t: float | None = None, camera: str | None = None) -> list[Alert]:
+        return self.rules.flush(t, camera)

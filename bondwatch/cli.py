@@ -125,6 +125,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         sources = parse_sources(site, args.source)
         scans = load_scans(args.scans) if args.scans else []
+        if untimed := [s for s in scans if s.t is None]:
+            raise UserError(
+                f"{args.scans}: {len(untimed)} scan(s) have no `t`; replay needs the video time"
+                " of the station camera"
+            )
         detector = _detector(args.model)
         with open(args.out, "w", encoding="utf-8") as out:
             stats = replay(

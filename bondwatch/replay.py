@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from alerts.pipeline import Pipeline
+from alerts.types import Alert
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
 from detectors.types import DetectionBatch
@@ -56,13 +58,24 @@ def replay(
     realtime: bool = False,
 ) -> ReplayStats:
     """Process every camera's video; write each alert as a JSON line as soon as it is raised."""
-    # `scans` are validated by the caller; the unscanned-departure rule that consumes them
-    # is not built yet (see README, "Not done yet").
     pipeline = Pipeline(site, detector)
     class_ids = {name: i for i, name in detector.names.items()}
     count = total_frames = 0
     t0 = time.monotonic()
+
+    def emit(alerts: list[Alert]) -> None:
+        nonlocal count
+        for alert in alerts:
+            out.write(alert.to_json() + "\n")
+            out.flush()
+            count += 1
+
     for cam in site.cameras:
+        # Scans carry the station camera's video time: feed each one just before the first
+        # frame that passes it, so the rules see scans and frames in the order they happened.
+        stations = {z.station for z in site.zones_of(cam.id) if z.station}
+        pending = deque(sorted((s for s in scans or [] if s.station in stations and s.t is not None),
+                               key=lambda s: s.t or 0.0))  # fmt: skip
         tracks_file = None
         if tracks_dir is not None:
             Path(tracks_dir).mkdir(parents=True, exist_ok=True)
@@ -76,14 +89,16 @@ def replay(
                     continue
                 if realtime and (lag := frame.t - (time.monotonic() - start)) > 0:
                     time.sleep(lag)
+                while pending and (pending[0].t or 0.0) <= frame.t:
+                    emit(pipeline.scan(pending.popleft()))
                 batches, alerts = pipeline.process([frame])
                 frames += 1
                 if tracks_file is not None:
                     _write_mot(tracks_file, batches[0], class_ids)
-                for alert in alerts:
-                    out.write(alert.to_json() + "\n")
-                    out.flush()
-                    count += 1
+                emit(alerts)
+            while pending:
+                emit(pipeline.scan(pending.popleft()))
+            emit(pipeline.flush(camera=cam.id))
         finally:
             if tracks_file is not None:
                 tracks_file.close()
