@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -50,6 +51,11 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 class Accounts:
     def __init__(self, db_url: str):
         self.engine = make_engine(db_url)
@@ -70,9 +76,9 @@ class Accounts:
     def verify(self, name: str, password: str) -> User | None:
         with Session(self.engine) as s:
             user = s.get(User, name)
-            if user is not None and check_password(password, user.password_hash):
-                return user
-        return None
+        # Hash even for an unknown name, so the response time does not reveal which names exist.
+        ok = check_password(password, user.password_hash if user else _dummy_hash())
+        return user if user is not None and ok else None
 
     def count(self) -> int:
         with Session(self.engine) as s:

@@ -162,12 +162,13 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
         redis_url = embedded.url
     db_url = database_url(data_dir)
     store = AlertStore(db_url)
-    _first_login(Accounts(db_url), host, port)
+    accounts = Accounts(db_url)
+    _first_login(accounts, host, port)
     bus = AlertBus(redis_url)
     sink = AlertSink(store, bus)
     cameras = Cameras(site, sink)
     worker = DetectionWorker(cameras, Pipeline(site, model), sink)
-    app = create_app(cameras, store, bus, title=site.name)
+    app = create_app(cameras, store, bus, accounts, title=site.name)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()

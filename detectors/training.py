@@ -296,9 +296,7 @@ def write_card(
     frames = data.get("frames", {})
     split = ", ".join(f"{name} = frames {lo}-{hi}" for name, (lo, hi) in frames.items())
     size = train_args.get("imgsz")
-    scores = " | ".join(
-        f"{metrics[key]:.3f}" for key in ("precision", "recall", "mAP50", "mAP50-95")
-    )
+    scores = " | ".join(f"{metrics[key]:.3f}" for key in ("precision", "recall", "mAP50", "mAP50-95"))
     text = f"""# bondwatch-person
 
 A YOLO11n person detector trained from scratch (no pretrained weights) on a site

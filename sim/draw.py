@@ -35,6 +35,7 @@ OUTFITS: dict[str, Colour] = {
 }
 TROUSERS: list[Colour] = [(45, 38, 35), (70, 55, 40), (60, 60, 60), (80, 105, 120), (95, 70, 45)]
 SKIN: list[Colour] = [(150, 180, 220), (120, 155, 205), (95, 125, 175), (70, 95, 140)]
+CAPS: list[Colour] = [(160, 90, 30), (230, 230, 230), (40, 40, 160), (60, 60, 60)]
 HAIR: list[Colour] = [(28, 28, 32), (35, 45, 65), (20, 20, 22), (120, 125, 130), (40, 70, 110)]
 FLOORS: dict[str, Colour] = {"epoxy": (118, 132, 120), "concrete": (138, 140, 140), "tiles": (182, 184, 180)}
 ZONE_PAINT: dict[str, Colour] = {"bonded": (0, 200, 240), "old_parts": (40, 90, 230), "other": (0, 200, 240)}
@@ -50,8 +51,10 @@ class Look:
     shirt: Colour
     trousers: Colour
     skin: Colour
-    hair: Colour
-    scale: float
+    hair: Colour  # or the colour of a cap
+    scale: float  # height / 1.72 m
+    build: float  # width factor: slim 0.9 .. broad 1.15
+    cap: bool
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,7 @@ _FACES = [(0, 1, 2, 3), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), 
 _LIGHT = np.array([0.35, -0.45, 0.82])
 
 
-def box_corners(
-    center: Point, size: tuple[float, float], angle: float, z0: float, z1: float
-) -> np.ndarray:
+def box_corners(center: Point, size: tuple[float, float], angle: float, z0: float, z1: float) -> np.ndarray:
     """8 corners: the bottom 4 (ccw), then the top 4. `angle` in radians."""
     ring = rect(center, size, math.degrees(angle))
     return np.array([[x, y, z0] for x, y in ring] + [[x, y, z1] for x, y in ring])
@@ -171,13 +172,23 @@ def draw_quad(cv: Canvas, cam: PinholeCamera, pts: np.ndarray, colour: Colour) -
         cv.poly(uv, colour)
 
 
-def draw_rod(
-    cv: Canvas, cam: PinholeCamera, a: np.ndarray, b: np.ndarray, r: float, colour: Colour
-) -> None:
+def draw_rod(cv: Canvas, cam: PinholeCamera, a: np.ndarray, b: np.ndarray, r: float, colour: Colour) -> None:
     uv, depth = cam.project(np.stack([a, b]))
     if (depth <= 0.05).any():
         return
-    cv.line(uv[0], uv[1], 2 * r * cam.focal / float(depth.mean()), colour)
+    width = 2 * r * cam.focal / float(depth.mean())
+    cv.line(uv[0], uv[1], width, colour)
+    if width >= 5:
+        # A lit edge along the upper-left side: limbs read as round, not as flat strokes.
+        d = uv[1] - uv[0]
+        n = np.array([-d[1], d[0]]) / (np.linalg.norm(d) + 1e-9)
+        if n[0] + n[1] > 0:
+            n = -n
+        off = n * width * 0.22
+        a, b = uv[0] + off, uv[1] + off
+        pa = (int(round(a[0] * ONE)), int(round(a[1] * ONE)))
+        pb = (int(round(b[0] * ONE)), int(round(b[1] * ONE)))
+        cv2.line(cv.img, pa, pb, shade(colour, 1.18), max(1, int(width * 0.3)), cv2.LINE_AA, SHIFT)
 
 
 # --- the room --------------------------------------------------------------------------------
@@ -260,8 +271,12 @@ def wall_texture(s: Scenario, rng: np.random.Generator, ppm: int) -> tuple[np.nd
         y0 = int(h - 2.1 * ppm)
         cv2.rectangle(tex, (x0 - ppm // 12, y0 - ppm // 12), (x1 + ppm // 12, h), (70, 75, 80), -1)
         cv2.rectangle(tex, (x0, y0), (x1, h), (120, 95, 70), -1)
-        cv2.rectangle(tex, (x0 + ppm // 5, y0 + ppm // 5), (x1 - ppm // 5, y0 + ppm // 2), (160, 140, 110), -1)
-        cv2.rectangle(tex, (x0 + (x1 - x0) // 3, y0 - ppm // 3), (x1 - (x1 - x0) // 3, y0 - ppm // 8), (60, 170, 40), -1)
+        cv2.rectangle(
+            tex, (x0 + ppm // 5, y0 + ppm // 5), (x1 - ppm // 5, y0 + ppm // 2), (160, 140, 110), -1
+        )
+        cv2.rectangle(
+            tex, (x0 + (x1 - x0) // 3, y0 - ppm // 3), (x1 - (x1 - x0) // 3, y0 - ppm // 8), (60, 170, 40), -1
+        )
     for _ in range(int(perim / 6)):
         x = int(rng.uniform(0, w - ppm))
         y = int(h - rng.uniform(1.4, 2.0) * ppm)
@@ -308,7 +323,11 @@ def room(cam: PinholeCamera, s: Scenario, rng: np.random.Generator) -> np.ndarra
     on_wall = ~on_floor & (np.minimum(tx, ty) < tz)
     u = np.where(
         tx < ty,
-        np.where(d[..., 0] > 0, lay.width_m + hit[..., 1], 2 * lay.width_m + lay.depth_m + (lay.depth_m - hit[..., 1])),
+        np.where(
+            d[..., 0] > 0,
+            lay.width_m + hit[..., 1],
+            2 * lay.width_m + lay.depth_m + (lay.depth_m - hit[..., 1]),
+        ),
         np.where(d[..., 1] > 0, lay.width_m + lay.depth_m + (lay.width_m - hit[..., 0]), hit[..., 0]),
     )
     wx = (np.mod(u, perim) * 60).astype(np.float32)
@@ -337,19 +356,39 @@ def _bench(cv: Canvas, cam: PinholeCamera, st: StationSpec, rng: np.random.Gener
             draw_box(cv, cam, box_corners(at(dx, dy), (0.05, 0.05), a, 0.0, H - 0.04), metal)
     draw_box(cv, cam, box_corners(at(L / 2 - 0.3, 0), (0.45, D - 0.12), a, 0.08, H - 0.05), (95, 95, 100))
     draw_box(cv, cam, box_corners(b.center, (L, D), a, H - 0.04, H), (185, 190, 190), top=(150, 120, 80))
-    draw_box(cv, cam, box_corners(at(-0.1, 0), (L - 0.4, D - 0.2), a, H, H + 0.004), (120, 110, 70), top=(140, 115, 75))
+    draw_box(
+        cv,
+        cam,
+        box_corners(at(-0.1, 0), (L - 0.4, D - 0.2), a, H, H + 0.004),
+        (120, 110, 70),
+        top=(140, 115, 75),
+    )
     # Upper shelf on the far edge, and a monitor under it.
     back = -side * (D / 2 - 0.12)
     for dx in (-L / 2 + 0.05, L / 2 - 0.05):
         draw_box(cv, cam, box_corners(at(dx, back), (0.04, 0.04), a, H, H + 0.55), metal)
     draw_box(cv, cam, box_corners(at(0, back), (L, 0.25), a, H + 0.52, H + 0.55), (170, 172, 170))
-    draw_box(cv, cam, box_corners(at(-L / 4, back + side * 0.06), (0.48, 0.04), a, H + 0.12, H + 0.42), (30, 30, 32))
+    draw_box(
+        cv,
+        cam,
+        box_corners(at(-L / 4, back + side * 0.06), (0.48, 0.04), a, H + 0.12, H + 0.42),
+        (30, 30, 32),
+    )
     for k in range(int(rng.integers(1, 4))):
-        draw_box(cv, cam, box_corners(at(L / 2 - 0.25 - 0.3 * k, back), (0.22, 0.16), a, H + 0.55, H + 0.55 + rng.uniform(0.08, 0.2)), (90, 140, 190))
+        draw_box(
+            cv,
+            cam,
+            box_corners(
+                at(L / 2 - 0.25 - 0.3 * k, back), (0.22, 0.16), a, H + 0.55, H + 0.55 + rng.uniform(0.08, 0.2)
+            ),
+            (90, 140, 190),
+        )
     # The scanner: a small dark handset on a stand at the worker's right.
     sx, sy = L / 2 - 0.18, side * (D / 2 - 0.18)
     draw_box(cv, cam, box_corners(at(sx, sy), (0.09, 0.07), a, H, H + 0.03), (40, 40, 40))
-    draw_box(cv, cam, box_corners(at(sx, sy), (0.05, 0.05), a, H + 0.03, H + 0.16), (25, 25, 28), top=(30, 30, 200))
+    draw_box(
+        cv, cam, box_corners(at(sx, sy), (0.05, 0.05), a, H + 0.03, H + 0.16), (25, 25, 28), top=(30, 30, 200)
+    )
 
 
 def _cage(cv: Canvas, cam: PinholeCamera, z: RestrictedSpec, first: int) -> None:
@@ -374,8 +413,13 @@ def _cage(cv: Canvas, cam: PinholeCamera, z: RestrictedSpec, first: int) -> None
             seg = np.linalg.norm(p1 - p0)
             if gate_here:
                 g = np.array(gate)
-                for q in (g + (p0 - g) / max(1e-6, np.linalg.norm(p0 - g)) * 0.45, g + (p1 - g) / max(1e-6, np.linalg.norm(p1 - g)) * 0.45):
-                    draw_box(cv, cam, box_corners((float(q[0]), float(q[1])), (0.05, 0.05), 0, 0.0, 2.1), post)
+                for q in (
+                    g + (p0 - g) / max(1e-6, np.linalg.norm(p0 - g)) * 0.45,
+                    g + (p1 - g) / max(1e-6, np.linalg.norm(p1 - g)) * 0.45,
+                ):
+                    draw_box(
+                        cv, cam, box_corners((float(q[0]), float(q[1])), (0.05, 0.05), 0, 0.0, 2.1), post
+                    )
             for zr in (0.08, 2.07):
                 draw_rod(cv, cam, np.r_[p0, zr], np.r_[p1, zr], 0.02, post)
             if gate_here:
@@ -434,7 +478,13 @@ def _rack(cv: Canvas, cam: PinholeCamera, z: RestrictedSpec, rng: np.random.Gene
     if z.kind == "old_parts":
         for k in range(int(use / 0.55)):
             c = mid + u * (-use / 2 + 0.3 + 0.55 * k)
-            draw_box(cv, cam, box_corners(tuple(c), (0.45, 0.4), ang, 0.0, 0.45), BIN[k % len(BIN)], top=(50, 50, 55))
+            draw_box(
+                cv,
+                cam,
+                box_corners(tuple(c), (0.45, 0.4), ang, 0.0, 0.45),
+                BIN[k % len(BIN)],
+                top=(50, 50, 55),
+            )
         return
     for dx in (-use / 2, use / 2):
         for dy in (-0.2, 0.2):
@@ -447,7 +497,12 @@ def _rack(cv: Canvas, cam: PinholeCamera, z: RestrictedSpec, rng: np.random.Gene
             wdt = float(rng.uniform(0.25, 0.5))
             hgt = float(rng.uniform(0.2, 0.5))
             c = mid + u * (x + wdt / 2)
-            draw_box(cv, cam, box_corners(tuple(c), (wdt - 0.03, 0.38), ang, zz + 0.03, zz + 0.03 + hgt), (95, 140, 180) if rng.random() < 0.8 else (210, 210, 210))
+            draw_box(
+                cv,
+                cam,
+                box_corners(tuple(c), (wdt - 0.03, 0.38), ang, zz + 0.03, zz + 0.03 + hgt),
+                (95, 140, 180) if rng.random() < 0.8 else (210, 210, 210),
+            )
             x += wdt
 
 
@@ -541,6 +596,7 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
     fx, fy = math.cos(st.facing), math.sin(st.facing)
     rx, ry = fy, -fx
     s = look.scale
+    b = look.build
 
     def P(fw: float, rt: float, z: float) -> np.ndarray:
         return np.array([x + fx * fw + rx * rt, y + fy * fw + ry * rt, z])
@@ -565,17 +621,26 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
             foot = P(ff, side * 0.11 * s, 0.05 + up)
         legs.append((hipj, knee, foot))
     for hipj, knee, foot in legs:
-        parts.append(("rod", np.stack([hipj, knee]), 0.075 * s, look.trousers))
-        parts.append(("rod", np.stack([knee, foot]), 0.06 * s, look.trousers))
+        parts.append(("rod", np.stack([hipj, knee]), 0.075 * s * b, look.trousers))
+        parts.append(("rod", np.stack([knee, foot]), 0.06 * s * b, look.trousers))
         parts.append(("ball", (foot + np.array([fx * 0.06, fy * 0.06, 0]))[None], 0.055 * s, (35, 35, 38)))
     if sit:
-        parts.append(("box", box_corners((x - fx * 0.05, y - fy * 0.05), (0.36, 0.36), st.facing, 0.0, 0.46), 0, (60, 60, 65)))
-    tor = box_corners((x + fx * lean, y + fy * lean), (0.24 * s, 0.4 * s), st.facing, hip_z - 0.08, sh_z)
+        parts.append(
+            (
+                "box",
+                box_corners((x - fx * 0.05, y - fy * 0.05), (0.36, 0.36), st.facing, 0.0, 0.46),
+                0,
+                (60, 60, 65),
+            )
+        )
+    tor = box_corners(
+        (x + fx * lean, y + fy * lean), (0.24 * s * b, 0.4 * s * b), st.facing, hip_z - 0.08, sh_z
+    )
     tor[4:, :2] += np.array([fx, fy]) * lean * 0.5
     parts.append(("box", tor, 0, look.shirt))
     hands = []
     for side, sg in ((-1, -1.0), (1, 1.0)):
-        sh = P(lean, side * 0.2 * s, sh_z - 0.04)
+        sh = P(lean, side * 0.2 * s * b, sh_z - 0.04)
         if carry in ("tray", "bin") or st.pose in ("reach", "scan", "work") or sit:
             hand = P(0.4 * s + lean, side * 0.13 * s, (0.95 if sit else 1.0 * s))
             elbow = P(0.18 * s, side * 0.24 * s, sh_z - 0.3 * s)
@@ -594,7 +659,15 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
     head = P(lean + 0.02, 0.0, sh_z + 0.19 * s)
     parts.append(("rod", np.stack([P(lean, 0, sh_z - 0.02), head]), 0.05 * s, look.skin))
     parts.append(("ball", head[None], 0.105 * s, look.skin))
-    parts.append(("ball", (head + np.array([-fx * 0.03, -fy * 0.03, 0.035 * s]))[None], 0.1 * s, look.hair))
+    if look.cap:
+        parts.append(("ball", (head + np.array([0.0, 0.0, 0.05 * s]))[None], 0.098 * s, look.hair))
+        parts.append(
+            ("ball", (head + np.array([fx * 0.08, fy * 0.08, 0.045 * s]))[None], 0.06 * s, look.hair)
+        )
+    else:
+        parts.append(
+            ("ball", (head + np.array([-fx * 0.03, -fy * 0.03, 0.035 * s]))[None], 0.1 * s, look.hair)
+        )
     return Body(parts, np.stack(hands), P(0, 0, hip_z))
 
 
@@ -644,7 +717,12 @@ def draw_unit(
         draw_box(cv, cam, box_corners((x, y), (length, width), yaw, dz, dz + thick), body_c, top=(25, 25, 30))
     else:
         draw_box(cv, cam, box_corners((x, y), (length, width), yaw, dz, dz + thick), body_c, top=(22, 22, 26))
-        draw_quad(cv, cam, box_corners((x, y), (length * 0.85, width * 0.82), yaw, 0, dz + thick + 0.001)[4:], (70, 55, 40) if variant % 3 else (120, 90, 60))
+        draw_quad(
+            cv,
+            cam,
+            box_corners((x, y), (length * 0.85, width * 0.82), yaw, 0, dz + thick + 0.001)[4:],
+            (70, 55, 40) if variant % 3 else (120, 90, 60),
+        )
     if spec.container == "bin":
         cl, cw, ch = CONTAINER_SIZE["bin"]
         corners = box_corners((x, y), (cl, cw), yaw, z, z + ch)
@@ -668,14 +746,23 @@ def person_look(rng: np.random.Generator, outfit: str | None, height: float) -> 
         shirt=(r, g, b),
         trousers=TROUSERS[int(rng.integers(len(TROUSERS)))],
         skin=SKIN[int(rng.integers(len(SKIN)))],
-        hair=HAIR[int(rng.integers(len(HAIR)))],
+        hair=CAPS[int(rng.integers(len(CAPS)))]
+        if (cap := rng.random() < 0.25)
+        else HAIR[int(rng.integers(len(HAIR)))],
         scale=height / 1.72,
+        build=float(rng.uniform(0.9, 1.15)),
+        cap=bool(cap),
     )
 
 
 def shadow(img: np.ndarray, cam: PinholeCamera, pos: Point, r: float) -> None:
     """A soft contact shadow under a person: darkens the floor around the feet."""
-    ring = np.array([[pos[0] + r * math.cos(a), pos[1] + r * 0.8 * math.sin(a), 0.0] for a in np.linspace(0, 2 * math.pi, 12, endpoint=False)])
+    ring = np.array(
+        [
+            [pos[0] + r * math.cos(a), pos[1] + r * 0.8 * math.sin(a), 0.0]
+            for a in np.linspace(0, 2 * math.pi, 12, endpoint=False)
+        ]
+    )
     uv, depth = cam.project(ring)
     if (depth <= 0.1).any():
         return
@@ -691,4 +778,3 @@ def shadow(img: np.ndarray, cam: PinholeCamera, pos: Point, r: float) -> None:
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, (x1 - x0) / 10))
     dark = (255 - mask.astype(np.uint16))[..., None]
     roi[:] = (roi.astype(np.uint16) * dark // 255).astype(np.uint8)
-

@@ -63,9 +63,6 @@ class PinholeCamera:
     def depth(self, x: float, y: float, z: float) -> float:
         return float(self.to_camera(np.array([[x, y, z]]))[0, 2])
 
-    def pixels_per_metre(self, depth: float) -> float:
-        return self.focal / max(depth, 1e-3)
-
     def rays(self) -> np.ndarray:
         """World direction of every pixel centre, (H, W, 3): for ray-casting the room."""
         u = np.arange(self.width, dtype=np.float64) + 0.5 - self.width / 2.0
@@ -158,8 +155,7 @@ def rect(center: Point, size: tuple[float, float], angle_deg: float) -> list[Poi
     a = math.radians(angle_deg)
     ca, sa = math.cos(a), math.sin(a)
     return [
-        (cx + ca * dx - sa * dy, cy + sa * dx + ca * dy)
-        for dx, dy in ((-w, -d), (w, -d), (w, d), (-w, d))
+        (cx + ca * dx - sa * dy, cy + sa * dx + ca * dy) for dx, dy in ((-w, -d), (w, -d), (w, d), (-w, d))
     ]
 
 

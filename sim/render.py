@@ -61,6 +61,21 @@ class RenderResult:
         """Frames per second produced, all cameras together."""
         return self.frames * len(self.videos) / max(self.render_s, 1e-9)
 
+    @property
+    def summary(self) -> dict[str, object]:
+        """What the CLI prints: where the files are and how long it took."""
+        return {
+            "site": str(self.site),
+            "videos": {cam: str(p) for cam, p in self.videos.items()},
+            "scans": str(self.scans),
+            "truth": str(self.truth),
+            "frames": self.frames,
+            "fps": self.fps,
+            "truth_alerts": sum(1 for _ in self.truth.open(encoding="utf-8")),
+            "render_s": round(self.render_s, 1),
+            "rendered_fps": round(self.rendered_fps, 1),
+        }
+
 
 def camera_model(spec: CameraSpec, canvas: tuple[int, int]) -> PinholeCamera:
     x, y, h = spec.position
@@ -98,19 +113,14 @@ def site_zones(s: Scenario, cams: dict[str, PinholeCamera], name: str) -> list[Z
 class CameraRenderer:
     """One camera: its static background and sprites, and the per-frame drawing."""
 
-    def __init__(self, spec: CameraSpec, s: Scenario, world: World, seed: int, index: int):
+    def __init__(self, spec: CameraSpec, s: Scenario, seed: int, index: int):
         self.spec = spec
         self.s = s
         self.cam = camera_model(spec, s.layout.canvas)
         rng = np.random.default_rng([seed, 2, index])
         self.bg, self.sprites = background(self.cam, s, rng)
         self.bg = cv2.GaussianBlur(self.bg, (3, 3), 0.6)
-        for sp in self.sprites:
-            h, w = sp.mask.shape
-            sp.pixels[:] = self.bg[sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w]
-        self.bench_depth = {
-            st.id: self.cam.depth(*st.bench.center, st.bench.height) for st in s.stations
-        }
+        self.bench_depth = {st.id: self.cam.depth(*st.bench.center, st.bench.height) for st in s.stations}
         h, w = self.bg.shape[:2]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
@@ -235,7 +245,13 @@ class CameraRenderer:
         kern = np.zeros((k, k), np.float32)
         c = k // 2
         ux, uy = dx / length, dy / length
-        cv2.line(kern, (int(round(c - ux * c)), int(round(c - uy * c))), (int(round(c + ux * c)), int(round(c + uy * c))), 1.0, 1)
+        cv2.line(
+            kern,
+            (int(round(c - ux * c)), int(round(c - uy * c))),
+            (int(round(c + ux * c)), int(round(c + uy * c))),
+            1.0,
+            1,
+        )
         kern /= kern.sum()
         x0, y0, x1, y1 = roi
         pad = c + 1
@@ -251,7 +267,9 @@ class CameraRenderer:
         """Lighting drift, sensor noise and the camera's on-screen clock."""
         amp = self.s.render.lighting
         p = self.phase
-        gain = 1.0 + amp * (0.6 * math.sin(2 * math.pi * t / 53.0 + p[0]) + 0.4 * math.sin(2 * math.pi * t / 17.0 + p[1]))
+        gain = 1.0 + amp * (
+            0.6 * math.sin(2 * math.pi * t / 53.0 + p[0]) + 0.4 * math.sin(2 * math.pi * t / 17.0 + p[1])
+        )
         gain += 0.01 * math.sin(index * 2.3 + p[2])
         warm = 0.03 * amp / 0.12 * math.sin(2 * math.pi * t / 71.0 + p[2])
         ramp = np.arange(256, dtype=np.float32)
@@ -265,8 +283,19 @@ class CameraRenderer:
         text = f"{self.spec.id.upper()}  {stamp}"
         scale = img.shape[1] / 1600
         org = (int(12 * scale * 2), int(36 * scale * 1.2))
-        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA)
-        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), max(1, int(1.6 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA
+        )
+        cv2.putText(
+            img,
+            text,
+            org,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (235, 235, 235),
+            max(1, int(1.6 * scale)),
+            cv2.LINE_AA,
+        )
 
 
 def _people(world: World, looks: list[Look], t: float) -> list[tuple[int, ActorState, Body]]:
@@ -323,7 +352,7 @@ def render(
     s = expand(s, np.random.default_rng([seed, 0]))
     world = compile_world(s, name)
     lay = s.layout
-    renderers = [CameraRenderer(c, s, world, seed, i) for i, c in enumerate(s.cameras)]
+    renderers = [CameraRenderer(c, s, seed, i) for i, c in enumerate(s.cameras)]
     cams = {r.spec.id: r.cam for r in renderers}
     zones = site_zones(s, cams, name)
     look_rng = np.random.default_rng([seed, 1])
@@ -378,7 +407,16 @@ def render(
     for b in world.badges:
         authorized.append((track_of[b.actor], b.zone, b.t0, b.t1))
         if b.t < end:
-            events.append({"t": round(b.t, 3), "kind": "badge", "zone": b.zone, "camera": zone_cam[b.zone], "badge": b.badge, "operator": b.actor})
+            events.append(
+                {
+                    "t": round(b.t, 3),
+                    "kind": "badge",
+                    "zone": b.zone,
+                    "camera": zone_cam[b.zone],
+                    "badge": b.badge,
+                    "operator": b.actor,
+                }
+            )
     events.sort(key=lambda e: (e["t"], e["kind"]))
     scans_path = out / "scans.jsonl"
     scans_path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
@@ -417,8 +455,7 @@ def _site_yaml(s: Scenario, zones: list[ZoneGeom]) -> str:
     site: dict[str, object] = {
         "name": f"{s.name} (simulated)",
         "cameras": [
-            {"id": c.id, "url": f"{c.id}.mp4", **({"name": c.name} if c.name else {})}
-            for c in s.cameras
+            {"id": c.id, "url": f"{c.id}.mp4", **({"name": c.name} if c.name else {})} for c in s.cameras
         ],
         "zones": [],
         "stations": [{"id": st.id, **({"name": st.name} if st.name else {})} for st in s.stations],
@@ -430,8 +467,12 @@ def _site_yaml(s: Scenario, zones: list[ZoneGeom]) -> str:
             d["station"] = z.station
         if names.get(z.id):
             d["name"] = names[z.id]
+        d["dwell_s"] = z.dwell_s
         if z.kind == "restricted":
-            d["dwell_s"] = z.dwell_s
+            d["exit_s"] = s.truth.exit_s
+        else:
+            d["scan_before_s"] = s.truth.scan_window_s
+            d["scan_grace_s"] = s.truth.scan_grace_s
         d["polygon"] = [[x, y] for x, y in z.polygon]
         site["zones"].append(d)  # type: ignore[attr-defined]
     header = f"# Rendered by the BondWatch simulator from scenario {s.name!r}.\n"

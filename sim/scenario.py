@@ -22,13 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from bondwatch.site import ID_PATTERN, _format_loc, _line_of
+from bondwatch.site import ID_PATTERN, KEY_PATTERN, _format_loc, _line_of
 from sim.geometry import centroid, distance, polygon_area
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, _ and -")]
+Key = Annotated[str, Field(pattern=KEY_PATTERN, description="letters, digits, _ . and -")]
 XY = tuple[float, float]
 Place = Annotated[
-    Id | XY,
+    Key | XY,
     Field(description="a named place (station, door, zone or `places` entry) or [x, y] metres"),
 ]
 
@@ -84,7 +85,7 @@ class Bench(Strict):
 
 
 class StationSpec(Strict):
-    id: Id = Field(description="station id, as its scanner reports it")
+    id: Key = Field(description="station id, as its scanner reports it; also its zone id")
     name: str = Field("", description="human-readable name")
     bench: Bench
     worker_side: Literal["front", "back"] = Field(
@@ -97,7 +98,7 @@ class StationSpec(Strict):
 
 
 class RestrictedSpec(Strict):
-    id: Id = Field(description="zone id, used in alerts")
+    id: Key = Field(description="zone id, used in alerts")
     name: str = Field("", description="human-readable name")
     kind: Literal["bonded", "old_parts", "other"] = Field(
         "bonded", description="bonded storage cage, old-parts (旧件) cage, or other area"
@@ -117,7 +118,7 @@ class RestrictedSpec(Strict):
 
 
 class Door(Strict):
-    id: Id
+    id: Key
     at: XY = Field(description="point on a wall where the door is")
     width_m: float = Field(1.0, gt=0.5, le=4)
 
@@ -134,9 +135,7 @@ class UnitSpec(Strict):
     at: Place | None = Field(
         None, description="station (on its bench) or floor place; none: handed in at a door"
     )
-    variant: int | None = Field(
-        None, ge=0, description="colour variant (default: by position in the list)"
-    )
+    variant: int | None = Field(None, ge=0, description="colour variant (default: by position in the list)")
 
 
 class WalkTo(Strict):
@@ -173,7 +172,7 @@ class Scan(Strict):
 
 
 class Enter(Strict):
-    enter: Id = Field(description="restricted zone to walk into through its gate, then back out")
+    enter: Key = Field(description="restricted zone to walk into through its gate, then back out")
     authorized: bool = Field(False, description="badge in (badge event, no alert)")
     stay_s: float = Field(4.0, gt=0, description="seconds spent inside")
     to: Place | None = Field(None, description="where to stand inside; default the centroid")
@@ -184,7 +183,7 @@ class HandOff(Strict):
 
 
 class Leave(Strict):
-    leave: Id = Field(description="walk out through this door and disappear")
+    leave: Key = Field(description="walk out through this door and disappear")
 
 
 VERBS = ("walk_to", "wait", "until", "sit", "pick_up", "put_down", "scan", "enter", "hand_off", "leave")
@@ -245,8 +244,8 @@ class RandomSpec(Strict):
 class TruthSpec(Strict):
     """How the perfect observer decides; the service's rules should be configured alike."""
 
-    scan_window_s: float = Field(30.0, ge=0, description="a scan this long before departure counts")
-    scan_grace_s: float = Field(5.0, ge=0, description="a scan this long after departure counts")
+    scan_window_s: float = Field(60.0, ge=0, description="a scan this long before departure counts")
+    scan_grace_s: float = Field(10.0, ge=0, description="a scan this long after departure counts")
     exit_s: float = Field(1.0, ge=0, description="outside this long before leaving counts")
     station_min_s: float = Field(
         2.0, ge=0, description="a unit must have been at a station this long to depart from it"
@@ -342,7 +341,7 @@ def _with_verb_keys(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """
     out: list[Any] = []
     for i, part in enumerate(loc):
-        if isinstance(part, str) and ("[" in part or part in ("str", "function-after")):
+        if isinstance(part, str) and ("[" in part or part in ("str", "constrained-str", "function-after")):
             continue
         nxt = loc[i + 1] if i + 1 < len(loc) else None
         if isinstance(part, str) and part in VERBS and i >= 2 and loc[i - 2] == "script":

@@ -82,24 +82,25 @@ def truth_alerts(
                 for v in visits(frames, track, z.polygon, fps, exit_s):
                     if v.t_last - v.t_in < z.dwell_s - 1e-9:
                         continue
-                    if any(
-                        a == track and az == z.id and t0 <= v.t_in <= t1
-                        for a, az, t0, t1 in authorized
-                    ):
+                    if any(a == track and az == z.id and t0 <= v.t_in <= t1 for a, az, t0, t1 in authorized):
                         continue
                     alerts.append(_alert("unauthorized_entry", z, v.t_in, track))
         else:
-            for track in (k for k in tracks if k in units):
-                for v in visits(frames, track, z.polygon, fps, exit_s):
-                    if v.t_out is None or v.t_last - v.t_in < z.dwell_s - 1e-9:
-                        continue
-                    t = v.t_out
-                    if any(
-                        st == z.station and t - scan_window_s <= ts <= t + scan_grace_s
-                        for ts, st in scans
-                    ):
-                        continue
+            departures = sorted(
+                (v.t_out, track)
+                for track in tracks
+                if track in units
+                for v in visits(frames, track, z.polygon, fps, exit_s)
+                if v.t_out is not None and v.t_last - v.t_in >= z.dwell_s - 1e-9
+            )
+            # Each scan covers one unit: departures, in time order, take the earliest unused one.
+            free = sorted(ts for ts, st in scans if st == z.station)
+            for t, track in departures:
+                cover = next((ts for ts in free if t - scan_window_s <= ts <= t + scan_grace_s), None)
+                if cover is None:
                     alerts.append(_alert("unscanned_departure", z, t, track))
+                else:
+                    free.remove(cover)
     alerts.sort(key=lambda a: (a["t"], a["type"], a["camera"], a["zone"], a["track"]))
     return alerts
 

@@ -130,7 +130,6 @@ class World:
     units: list[Unit]
     scans: list[ScanEvent]
     badges: list[BadgeEvent]
-    plan: FloorPlan
 
     def carried(self, actor: str, t: float) -> list[Unit]:
         return [u for u in self.units if (s := u.seg(t)).state == "carried" and s.actor == actor]
@@ -390,4 +389,4 @@ def compile_world(s: Scenario, name: str = "<scenario>") -> World:
     actors = [c.actor(i, a) for i, a in enumerate(s.actors)]
     units = c.units(actors)
     scans = sorted(c.scans, key=lambda e: (e.t, e.station, e.serial))
-    return World(s, actors, units, scans, sorted(c.badges, key=lambda b: b.t), c.plan)
+    return World(s, actors, units, scans, sorted(c.badges, key=lambda b: b.t))

@@ -17,8 +17,17 @@ from typing import Literal
 
 from bondwatch.site import Camera
 from streams.frame import Frame
+from streams.recorder import Recorder
+from streams.recordings import RecordingStore
 from streams.slot import FrameSlot
-from streams.source import SourceError, SourceTimeout, VideoSource, is_file_source, mask_url
+from streams.source import (
+    SourceError,
+    SourceTimeout,
+    VideoPacket,
+    VideoSource,
+    is_file_source,
+    mask_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,10 @@ class CameraStream:
     reconnects: a looped file continues one frame step after its last frame, a reconnected
     camera continues by the wall-clock time it was away. Files are paced at their own speed
     (`realtime`) and looped forever (`loop_files`), which is what the live demo needs.
+
+    With a `recording` store, the same connection's packets are also recorded, without
+    re-encoding, in segments of about `segment_s` (see `streams.recorder`); their video time is
+    the frames' `t`. `recorder` is then set.
     """
 
     def __init__(
@@ -67,8 +80,11 @@ class CameraStream:
         backoff_min_s: float = 0.5,
         backoff_max_s: float = 10.0,
         good_s: float = 60.0,
+        recording: RecordingStore | None = None,
+        segment_s: float = 10.0,
     ) -> None:
         self.camera = camera
+        self.recorder = Recorder(recording, camera.id, segment_s=segment_s) if recording is not None else None
         self.slot = FrameSlot()
         self._on_state = on_state
         self._realtime = realtime
@@ -88,6 +104,7 @@ class CameraStream:
         self._recent: deque[float] = deque(maxlen=30)  # wall times of the latest frames
         self._last: Frame | None = None
         self._offset = 0.0  # added to the source's t in the current session
+        self._begun = False  # whether the current session's offset is fixed yet
         self._step = 0.1  # the latest frame-to-frame step of t, to continue a looped file
 
     def start(self) -> None:
@@ -105,6 +122,9 @@ class CameraStream:
             self._thread.join(timeout_s)
         if self._thread.is_alive():
             logger.warning("camera %s: still closing after %.1f s", self.camera.id, timeout_s)
+            return False
+        if self.recorder is not None and not self.recorder.close(timeout_s):
+            logger.warning("camera %s: recordings still indexing after %.1f s", self.camera.id, timeout_s)
             return False
         return True
 
@@ -163,15 +183,20 @@ class CameraStream:
             try:
                 ended = self._session()
             except SourceTimeout as e:
+                self._end_recording(str(e))
                 self._set_state("stalled" if self._state == "live" else "offline", str(e))
             except SourceError as e:
+                self._end_recording(str(e))
                 self._set_state("offline", str(e))
             except Exception as e:  # a bug must not kill the camera silently
                 logger.exception("camera %s: ingest failed", self.camera.id)
+                self._end_recording(mask_url(f"camera {self.camera.id}: {e}"))
                 self._set_state("offline", mask_url(f"camera {self.camera.id}: {e}"))
             else:
                 if ended:
+                    self._end_recording(f"camera {self.camera.id}: recording stopped")
                     return
+                self._end_recording(None)
                 continue  # a file played to its end: loop it at once
             if time.monotonic() - started >= self._good_s:
                 delay = self._backoff[0]
@@ -179,9 +204,15 @@ class CameraStream:
                 break
             delay = min(delay * 2, self._backoff[1])
 
+    def _end_recording(self, reason: str | None) -> None:
+        if self.recorder is not None:
+            self.recorder.end(reason)
+
     def _session(self) -> bool:
         """One open-and-decode pass. True to end the thread, False to play a file again."""
         cam = self.camera
+        self._begun = False
+        on_packet = self._record if self.recorder is not None else None
         with VideoSource(
             cam.url,
             camera=cam.id,
@@ -191,7 +222,10 @@ class CameraStream:
         ) as source:
             errors_before = self._decode_errors
             got = 0
-            for frame in source.frames(realtime=self._realtime and source.is_file, stop=self._stop):
+            frames = source.frames(
+                realtime=self._realtime and source.is_file, stop=self._stop, on_packet=on_packet
+            )
+            for frame in frames:
                 self._deliver(frame, first=got == 0)
                 got += 1
                 if source.decode_errors:
@@ -212,12 +246,26 @@ class CameraStream:
             return True
         return False
 
-    def _deliver(self, frame: Frame, *, first: bool) -> None:
-        """Renumber the frame so index and t keep increasing over loops and reconnects."""
+    def _begin(self, t: float, ts: float) -> None:
+        """Fix the session's offset at its first packet or frame, whichever comes first."""
         last = self._last
         if last is not None:
-            if first:
-                self._offset = last.t + max(self._step, frame.ts - last.ts) - frame.t
+            self._offset = last.t + max(self._step, ts - last.ts) - t
+        self._begun = True
+
+    def _record(self, packet: VideoPacket) -> None:
+        """Hand a packet to the recorder, on the same time line as the frames."""
+        assert self.recorder is not None
+        if not self._begun:
+            self._begin(packet.t, packet.ts)
+        self.recorder.write(dataclasses.replace(packet, t=packet.t + self._offset))
+
+    def _deliver(self, frame: Frame, *, first: bool) -> None:
+        """Renumber the frame so index and t keep increasing over loops and reconnects."""
+        if not self._begun:
+            self._begin(frame.t, frame.ts)
+        last = self._last
+        if last is not None:
             frame = dataclasses.replace(frame, index=last.index + 1, t=frame.t + self._offset)
             if not first:
                 self._step = frame.t - last.t

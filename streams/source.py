@@ -1,7 +1,9 @@
-"""Open an RTSP camera or a video file with PyAV and turn it into stamped Frames.
+"""Open an RTSP camera or a video file with PyAV; turn it into stamped Frames and packets.
 
-This is the only module of BondWatch that imports PyAV for decoding: every other part sees
-`Frame`s and `SourceError`s. A frame is stamped once, here, when it is decoded.
+This is the only module of `streams` that imports PyAV: every other part sees `Frame`s,
+`VideoPacket`s and `SourceError`s. A frame is stamped once, here, when it is decoded. The same
+demuxed packets can also be copied, without re-encoding, into MP4 files (`MediaWriter`): that
+is how recording and evidence clips avoid a second connection and any loss of quality.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import av.error
+import numpy as np
 
 from streams.frame import Frame
 
@@ -41,6 +47,85 @@ class SourceError(Exception):
 
 class SourceTimeout(SourceError):
     """The source stayed silent longer than the read timeout: a stalled camera."""
+
+
+class RecordingError(Exception):
+    """A packet or file that could not be written (full disk, bad path); one sentence."""
+
+
+@dataclass(frozen=True, eq=False)
+class StreamFormat:
+    """The codec parameters of one opened video stream: what an MP4 copy of its packets needs.
+
+    `extradata` (SPS/PPS for H.264) tells whether two streams can share one file. The PyAV
+    stream behind it is only read by `MediaWriter`, and only while its source is open.
+    """
+
+    codec: str
+    width: int
+    height: int
+    time_base: Fraction
+    extradata: bytes = field(repr=False)
+    template: Any = field(repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoPacket:
+    """One compressed video packet as demuxed, copied out of PyAV for the recorder.
+
+    `t` is its presentation time in seconds on the same clock as the `Frame.t` of that
+    connection, `delay` how much earlier it is decoded than shown (B-frames; 0 without),
+    `ts` the wall-clock time it arrived.
+    """
+
+    t: float
+    ts: float
+    duration: float
+    delay: float
+    keyframe: bool
+    data: bytes = field(repr=False)
+    format: StreamFormat = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+class _PacketClock:
+    """Video time of demuxed packets: pts minus the first one's, as `frames()` does for frames.
+
+    RTSP leaves the first packet unstamped; a missing pts continues from the previous packet.
+    """
+
+    def __init__(self, fmt: StreamFormat, step: float) -> None:
+        self._fmt = fmt
+        self._step = step
+        self._origin: float | None = None
+        self._next_t = 0.0
+
+    def stamp(self, packet: av.Packet) -> VideoPacket:
+        tb = packet.time_base or self._fmt.time_base
+        duration = float(packet.duration * tb) if packet.duration and tb else self._step
+        delay = 0.0
+        if packet.pts is not None and tb:
+            pts_s = float(packet.pts * tb)
+            if self._origin is None:
+                self._origin = pts_s - self._next_t
+            t = pts_s - self._origin
+            if packet.dts is not None:
+                delay = max(0.0, float((packet.pts - packet.dts) * tb))
+        else:
+            t = self._next_t
+        self._next_t = max(self._next_t, t + duration)
+        return VideoPacket(
+            t=t,
+            ts=time.time(),
+            duration=duration,
+            delay=delay,
+            keyframe=bool(packet.is_keyframe),
+            data=bytes(packet),
+            format=self._fmt,
+        )
 
 
 def mask_url(text: str) -> str:
@@ -100,6 +185,14 @@ class VideoSource:
         self._stream = self._container.streams.video[0]
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.nominal_fps = float(rate) if rate else 0.0
+        self.format = StreamFormat(
+            codec=self._stream.codec_context.name,
+            width=self._stream.width,
+            height=self._stream.height,
+            time_base=self._stream.time_base or Fraction(1, 90_000),
+            extradata=bytes(self._stream.codec_context.extradata or b""),
+            template=self._stream,
+        )
         logger.info(
             "camera %s: opened %s (%dx%d, %.3g fps)",
             camera,
@@ -123,14 +216,23 @@ class VideoSource:
     def close(self) -> None:
         self._container.close()
 
-    def frames(self, *, realtime: bool = False, stop: threading.Event | None = None) -> Iterator[Frame]:
+    def frames(
+        self,
+        *,
+        realtime: bool = False,
+        stop: threading.Event | None = None,
+        on_packet: Callable[[VideoPacket], None] | None = None,
+    ) -> Iterator[Frame]:
         """Decode to BGR frames until the end; `realtime` paces a file at its own speed.
 
         `t` is the presentation time minus the first frame's, strictly increasing; `ts` is the
         wall-clock time when the frame was decoded (for a paced file: when it was released);
         `index` counts from 0. Pacing waits on `stop`, so a paced file ends early when it is set.
+        `on_packet` gets every demuxed packet before it is decoded: the recorder's feed from
+        the same connection.
         """
         step = 1.0 / self.nominal_fps if self.nominal_fps else 0.1
+        clock = _PacketClock(self.format, step)
         origin: float | None = None  # presentation time that maps to t = 0
         last_t = -step
         wall0 = time.monotonic()
@@ -153,6 +255,8 @@ class VideoSource:
             except (av.error.FFmpegError, OSError) as e:
                 reason = _reason(e, network=not self.is_file)
                 raise SourceError(f"{self._who}lost {self.url}: {reason}") from None
+            if on_packet is not None and packet.size:
+                on_packet(clock.stamp(packet))
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError:
@@ -182,6 +286,17 @@ class VideoSource:
                 )
                 index += 1
 
+    def packets(self) -> Iterator[VideoPacket]:
+        """The compressed packets to the end, without decoding: for copying a recording."""
+        clock = _PacketClock(self.format, 1.0 / self.nominal_fps if self.nominal_fps else 0.1)
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size:
+                    yield clock.stamp(packet)
+        except (av.error.FFmpegError, OSError) as e:
+            reason = _reason(e, network=not self.is_file)
+            raise SourceError(f"{self._who}cannot read {self.url}: {reason}") from None
+
     def _count_error(self, failures: int) -> int:
         self.decode_errors += 1
         if failures + 1 >= MAX_CONSECUTIVE_ERRORS:
@@ -201,6 +316,113 @@ class VideoSource:
             time.sleep(delay)
             return True
         return not stop.wait(delay)
+
+
+class MediaWriter:
+    """An MP4 file written from the packets of one `StreamFormat`, copied as they are.
+
+    `fragmented` writes one fragment per keyframe interval, so a file cut short by a crash or a
+    full disk still plays up to its last fragment (recording segments); otherwise the index
+    goes to the front (faststart), which players and browsers want (clips). Timestamps are
+    rebased so the file starts at 0 and keep the packets' spacing, gaps included. `metadata`
+    becomes MP4 tags.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: StreamFormat,
+        *,
+        fragmented: bool = True,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.format = fmt
+        self.packets = 0
+        self.start_t = 0.0  # t of the first packet written
+        self.end_t = 0.0  # t + duration of the latest packet
+        self._t0: float | None = None
+        self._last_dts: int | None = None
+        flags = "frag_keyframe+empty_moov+default_base_moof" if fragmented else "+faststart"
+        if metadata:
+            flags += "+use_metadata_tags"
+        try:
+            self._out = av.open(str(path), "w", format="mp4", options={"movflags": flags})
+        except (av.error.FFmpegError, OSError) as e:
+            raise RecordingError(f"cannot write {path}: {_reason(e)}") from None
+        try:
+            self._out.metadata.update(metadata or {})
+            self._stream = self._out.add_stream_from_template(fmt.template)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self._out.close()
+            raise RecordingError(f"cannot write {fmt.codec} video to {path}: {e}") from None
+
+    def write(self, packet: VideoPacket) -> None:
+        tb = self.format.time_base
+        if self._t0 is None:
+            self._t0 = packet.t - packet.delay
+            self.start_t = packet.t
+        dts = round((packet.t - packet.delay - self._t0) / tb)
+        if self._last_dts is not None and dts <= self._last_dts:
+            dts = self._last_dts + 1  # the muxer refuses time going backwards
+        out = av.Packet(packet.data)
+        out.dts = dts
+        out.pts = max(dts, round((packet.t - self._t0) / tb))
+        out.duration = max(1, round(packet.duration / tb))
+        out.time_base = tb
+        out.is_keyframe = packet.keyframe
+        out.stream = self._stream
+        try:
+            self._out.mux(out)
+        except (av.error.FFmpegError, OSError) as e:
+            raise RecordingError(f"cannot write to {self.path}: {_reason(e)}") from None
+        self._last_dts = dts
+        self.packets += 1
+        self.end_t = max(self.end_t, packet.t + packet.duration)
+
+    def close(self) -> None:
+        try:
+            self._out.close()
+        except (av.error.FFmpegError, OSError) as e:
+            raise RecordingError(f"cannot finish {self.path}: {_reason(e)}") from None
+
+
+def transcode(
+    src: str | Path,
+    dst: str | Path,
+    draw: Callable[[np.ndarray, float], np.ndarray],
+    *,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Re-encode `src` to H.264 `dst`, each picture passed through `draw(bgr, t)` first.
+
+    For annotated copies only (timestamps burned in): evidence itself is never re-encoded.
+    Returns the number of frames written.
+    """
+    flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+    written = 0
+    try:
+        with (
+            av.open(str(src)) as inp,
+            av.open(str(dst), "w", format="mp4", options={"movflags": flags}) as out,
+        ):
+            out.metadata.update(metadata or {})
+            ist = inp.streams.video[0]
+            ost = out.add_stream("libx264", rate=ist.average_rate or 10)
+            ost.width, ost.height, ost.pix_fmt = ist.width, ist.height, "yuv420p"
+            ost.time_base = ist.time_base
+            ost.options = {"crf": "20", "preset": "veryfast"}
+            for vframe in inp.decode(ist):
+                t = float(vframe.pts * vframe.time_base) if vframe.pts is not None else 0.0
+                image = draw(vframe.to_ndarray(format="bgr24"), t)
+                new = av.VideoFrame.from_ndarray(image, format="bgr24")
+                new.pts, new.time_base = vframe.pts, vframe.time_base
+                out.mux(ost.encode(new))
+                written += 1
+            out.mux(ost.encode())
+    except (av.error.FFmpegError, OSError) as e:
+        raise RecordingError(f"cannot annotate {src} into {dst}: {_reason(e)}") from None
+    return written
 
 
 def open_frames(

@@ -1,4 +1,4 @@
-"""The dashboard in a real browser: live video decodes, alerts arrive by themselves, i18n.
+"""The dashboard in a real browser: sign-in, live video decodes, alerts arrive by themselves, i18n.
 
 Chromium (the system one, never a downloaded build) opens the page served by uvicorn; the
 alerts travel through a real Redis server; the video is real PETS 2009 footage over WebRTC.
@@ -18,9 +18,11 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from test_dashboard import (
+    PASSWORDS,
     SITE_YAML,
     PetsLive,
     free_port,
+    make_accounts,
     make_alert,
     redis_server,
     wait_for_follower,
@@ -75,12 +77,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A running dashboard with two past alerts."""
     db = tmp_path_factory.mktemp("browser") / "bondwatch.db"
     store = AlertStore(f"sqlite:///{db}")
+    accounts = make_accounts(db)
     now = time.time()
     store.add(make_alert("camera_offline", camera="dock", ts=now - 3600, t=0.0))
     store.add(make_alert("unscanned_departure", ts=now - 600, t=73.0))
     with redis_server() as redis_url:
         bus = AlertBus(redis_url)
-        app = create_app(PetsLive(parse_site(SITE_YAML)), store, bus, title="BondWatch 监控台")
+        live = PetsLive(parse_site(SITE_YAML))
+        app = create_app(live, store, bus, accounts, title="BondWatch 监控台")
         with serve(app) as url:
             yield Stack(url, redis_url, store, bus)
         bus.close()
@@ -119,6 +123,21 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
     url, redis_url = stack.url, stack.redis_url
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(url)
+
+    # Not signed in: the dashboard sends the browser to the sign-in page.
+    page.wait_for_url(f"{url}/login")
+    expect(page.locator("#login-title")).to_have_text("登录监控台")
+    expect(page.locator("#site-name")).to_have_text("保税维修车间 A")
+    page.screenshot(path=ARTIFACTS / "login-zh-CN.png")
+    page.fill("#login-name", "officer")
+    page.fill("#login-password", "not-the-password")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码错误。")
+    page.fill("#login-password", PASSWORDS["officer"])
+    page.click("#login-submit")
+    page.wait_for_url(f"{url}/")
+    expect(page.locator("#user-name")).to_have_text("officer")
+    expect(page.locator("#user-role")).to_have_text("海关关员")
 
     # The page: site name, both camera tiles with their health, the stored alerts.
     expect(page.locator("#site-name")).to_have_text("保税维修车间 A")
@@ -172,3 +191,18 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
         timeout=60_000,
     )
     page.screenshot(path=ARTIFACTS / "dashboard-en.png")
+
+    # Signing out ends the session: the dashboard is out of reach until the next sign-in.
+    page.click("#logout")
+    page.wait_for_url(f"{url}/login")
+    expect(page.locator("#login-title")).to_have_text("Sign in to the dashboard")
+    assert page.request.get(f"{url}/api/alerts").status == 401
+    close_code = page.evaluate(
+        """() => new Promise((resolve) => {
+            const ws = new WebSocket(`ws://${location.host}/ws/alerts`);
+            ws.onclose = (ev) => resolve(ev.code);
+        })"""
+    )
+    assert close_code == 4401  # what the dashboard page reacts to by going to the sign-in page
+    page.goto(url)
+    page.wait_for_url(f"{url}/login")

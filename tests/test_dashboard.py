@@ -540,10 +540,15 @@ def test_api_refuses_without_session(anonymous: TestClient, method: str, path: s
 
 
 @pytest.mark.parametrize("cookie", [None, "not-a-session-token"])
-def test_alert_socket_refuses_without_session(anonymous: TestClient, cookie: str | None):
+def test_alert_socket_refuses_without_session(
+    anonymous: TestClient, bus: AlertBus, redis_url: str, cookie: str | None
+):
     if cookie:
         anonymous.cookies.set("bondwatch_session", cookie)
     with anonymous.websocket_connect("/ws/alerts") as ws:
+        # Were the socket open, this alert would arrive (instead of the test hanging).
+        wait_for_follower(redis_url)
+        bus.publish(make_alert())
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == 4401

@@ -22,24 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 # One bench, one cage, one door, seen by one small camera: a few seconds of video.
 BASE: dict = {
     "name": "tiny",
-    "layout": {"width_m": 8, "depth_m": 6, "canvas": [320, 180], "fps": 5, "duration_s": 14},
+    "layout": {"width_m": 8, "depth_m": 6, "canvas": [320, 180], "fps": 5, "duration_s": 20},
     "cameras": [
-        {"id": "cam1", "pose": "oblique", "position": [0.3, 0.3, 3.2], "look_at": [4.5, 3.5],
-         "hfov_deg": 90},
+        {"id": "cam1", "pose": "oblique", "position": [0.3, 0.3, 3.2], "look_at": [4.5, 3.5], "hfov_deg": 90},
     ],
     "stations": [{"id": "s01", "bench": {"center": [3.0, 2.0], "size": [1.4, 0.7]}}],
     "restricted": [
-        {"id": "cage", "polygon": [[5.0, 3.6], [7.6, 3.6], [7.6, 5.7], [5.0, 5.7]],
-         "gate": [5.6, 3.6]},
+        {"id": "cage", "polygon": [[5.0, 3.6], [7.6, 3.6], [7.6, 5.7], [5.0, 5.7]], "gate": [5.6, 3.6]},
     ],
     "doors": [{"id": "door", "at": [8.0, 2.0]}],
-    "units": [{"id": "u1", "serial": "SN0000001", "kind": "phone", "container": "tray",
-               "at": "s01"}],
+    "units": [{"id": "u1", "serial": "SN0000001", "kind": "phone", "container": "tray", "at": "s01"}],
     "actors": [
-        {"id": "w1", "start": "s01", "script": [
-            {"wait": 2}, {"pick_up": "u1"}, {"scan": "u1"}, {"walk_to": "door"},
-            {"hand_off": "u1"},
-        ]},
+        {
+            "id": "w1",
+            "start": "s01",
+            "script": [
+                {"wait": 2},
+                {"pick_up": "u1"},
+                {"scan": "u1"},
+                {"walk_to": "door"},
+                {"hand_off": "u1"},
+            ],
+        },
     ],
 }
 
@@ -93,8 +97,8 @@ def test_skipped_scan_is_one_departure_when_the_unit_box_leaves_the_station(skip
     ("scan", "alerts"),
     [
         ({}, 0),  # scanned before leaving
-        ({"scan_delay_s": 2.0}, 0),  # late, but within the 5 s grace
-        ({"scan_delay_s": 9.0}, 1),  # too late: the departure stands
+        ({"scan_delay_s": 6.0}, 0),  # late, but within the 10 s grace
+        ({"scan_delay_s": 14.0}, 1),  # too late: the departure stands
     ],
 )
 def test_scans_before_or_within_grace_cancel_the_departure(tmp_path, scan, alerts):
@@ -106,15 +110,19 @@ def test_scans_before_or_within_grace_cancel_the_departure(tmp_path, scan, alert
 
 @pytest.mark.parametrize(("authorized", "alerts", "badges"), [(False, 1, 0), (True, 0, 1)])
 def test_cage_entry_is_an_alert_unless_badged(tmp_path, authorized, alerts, badges):
-    s = scenario(units=[], actors=[
-        {"id": "w1", "start": [4.0, 3.0], "script": [
-            {"enter": "cage", "authorized": authorized, "stay_s": 3}]},
-    ])
+    s = scenario(
+        units=[],
+        actors=[
+            {
+                "id": "w1",
+                "start": [4.0, 3.0],
+                "script": [{"enter": "cage", "authorized": authorized, "stay_s": 3}],
+            },
+        ],
+    )
     result = render_dict(s, tmp_path)
     truth = jsonl(result.truth)
-    assert [(a["type"], a["zone"], a["track"]) for a in truth] == [
-        ("unauthorized_entry", "cage", 1)
-    ] * alerts
+    assert [(a["type"], a["zone"], a["track"]) for a in truth] == [("unauthorized_entry", "cage", 1)] * alerts
     assert sum(e["kind"] == "badge" for e in jsonl(result.scans)) == badges
     if alerts:
         poly = next(z for z in load_site(result.site).zones if z.id == "cage").polygon
@@ -128,9 +136,12 @@ def test_cage_entry_is_an_alert_unless_badged(tmp_path, authorized, alerts, badg
 
 
 def test_walking_past_a_cage_is_no_alert(tmp_path):
-    s = scenario(units=[], actors=[
-        {"id": "w1", "start": [4.2, 3.2], "script": [{"walk_to": [7.5, 3.2]}]},
-    ])
+    s = scenario(
+        units=[],
+        actors=[
+            {"id": "w1", "start": [4.2, 3.2], "script": [{"walk_to": [7.5, 3.2]}]},
+        ],
+    )
     assert jsonl(render_dict(s, tmp_path).truth) == []
 
 
@@ -147,9 +158,9 @@ def test_same_seed_same_output(tmp_path, skipped):
 
 def test_video_has_the_scenario_frames(skipped):
     frames = [(i, t, img.shape) for i, t, img in read_frames(skipped.videos["cam1"])]
-    assert len(frames) == 14 * 5
+    assert len(frames) == 20 * 5
     assert all(shape == (180, 320, 3) for _, _, shape in frames)
-    assert [t for _, t, _ in frames] == pytest.approx([i / 5 for i in range(70)])
+    assert [t for _, t, _ in frames] == pytest.approx([i / 5 for i in range(100)])
 
 
 def test_site_file_loads_and_points_at_the_video(skipped):
@@ -165,17 +176,27 @@ def test_site_file_loads_and_points_at_the_video(skipped):
     ("change", "message"),
     [
         ({"colour": "red"}, "unknown key 'colour' (line"),
-        ({"cameras": [{"id": "cam1", "pose": "oblique", "position": [1, 1, 3]}]},
-         "cameras[0]: an oblique camera needs `look_at: [x, y]`"),
+        (
+            {"cameras": [{"id": "cam1", "pose": "oblique", "position": [1, 1, 3]}]},
+            "cameras[0]: an oblique camera needs `look_at: [x, y]`",
+        ),
         ({"actors": [{"id": "w1", "start": "nowhere"}]}, "actors[0].start: unknown place 'nowhere'"),
-        ({"actors": [{"id": "w1", "start": "s01", "script": [{"jump": 1}]}]},
-         "actors[0].script[0]: an action needs exactly one verb"),
-        ({"actors": [{"id": "w1", "start": "s01", "script": [{"walk_to": "door", "speed": 9}]}]},
-         "actors[0].script[0].speed: Input should be less than or equal to 3"),
-        ({"actors": [{"id": "w1", "start": "door", "script": [{"pick_up": "u1"}]}]},
-         "w1 cannot reach u1 at t=0.5s"),
-        ({"actors": [{"id": "w1", "start": [4, 3], "script": [{"scan": "u1"}]}]},
-         "w1 scans u1 away from any station"),
+        (
+            {"actors": [{"id": "w1", "start": "s01", "script": [{"jump": 1}]}]},
+            "actors[0].script[0]: an action needs exactly one verb",
+        ),
+        (
+            {"actors": [{"id": "w1", "start": "s01", "script": [{"walk_to": "door", "speed": 9}]}]},
+            "actors[0].script[0].speed: Input should be less than or equal to 3",
+        ),
+        (
+            {"actors": [{"id": "w1", "start": "door", "script": [{"pick_up": "u1"}]}]},
+            "w1 cannot reach u1 at t=0.5s",
+        ),
+        (
+            {"actors": [{"id": "w1", "start": [4, 3], "script": [{"scan": "u1"}]}]},
+            "w1 scans u1 away from any station",
+        ),
     ],
 )
 def test_invalid_scenarios_say_what_is_wrong(tmp_path, change, message):
@@ -204,7 +225,7 @@ def test_export_yolo_writes_an_ultralytics_dataset(tmp_path, skipped):
     spec = yaml.safe_load(data.read_text())
     assert spec["names"] == {0: "person", 1: "unit"}
     images = sorted((tmp_path / "ds" / "images").rglob("*.jpg"))
-    assert len(images) == 10  # 70 frames, every 7th
+    assert len(images) == 15  # 100 frames, every 7th
     rows = [
         line.split()
         for p in (tmp_path / "ds" / "labels").rglob("*.txt")
@@ -221,3 +242,35 @@ def test_render_scenario_reads_the_file(tmp_path):
     path.write_text(yaml.safe_dump(data))
     result = render_scenario(path, tmp_path / "out", seed=3)
     assert result.frames == 5 and result.videos["cam1"].exists()
+
+
+def test_the_service_rules_over_perfect_boxes_agree_with_the_truth(tmp_path):
+    """The truth uses the rules' own definitions: run alerts.rules over the label boxes."""
+    from alerts.rules import RuleEngine
+    from bondwatch.scans import ScanEvent
+    from detectors.types import Detection, DetectionBatch
+
+    s = with_scan(skip_scan=True)
+    s["actors"].append(
+        {"id": "w2", "start": [4.0, 3.2], "appear_at": 6, "script": [{"enter": "cage", "stay_s": 3}]}
+    )
+    result = render_dict(s, tmp_path)
+    engine = RuleEngine(load_site(result.site))
+    labels = read_labels(result.labels["cam1"])
+    scans = [e for e in jsonl(result.scans) if e["kind"] == "scan"]
+    alerts = []
+    for f in range(1, result.frames + 1):
+        t = (f - 1) / result.fps
+        while scans and scans[0]["t"] <= t:
+            e = scans.pop(0)
+            alerts += engine.add_scan(ScanEvent(station=e["station"], serial=e["serial"], t=e["t"]))
+        dets = tuple(
+            Detection(("person", "unit")[c], 1.0, (x, y, x + w, y + h), track)
+            for track, c, x, y, w, h, _ in labels.get(f, [])
+        )
+        alerts += engine.process(DetectionBatch("cam1", f - 1, t, t, 320, 180, dets))
+    alerts += engine.flush()
+    got = sorted((a.type, a.zone, a.track, round(a.t, 1)) for a in alerts)
+    truth = sorted((a["type"], a["zone"], a["track"], round(a["t"], 1)) for a in jsonl(result.truth))
+    assert [a[0] for a in truth] == ["unauthorized_entry", "unscanned_departure"]
+    assert got == truth

@@ -54,8 +54,8 @@ function showError(...message) {
 
 async function signIn(ev) {
   ev.preventDefault();
-  const name = document.getElementById("name").value.trim();
-  const password = document.getElementById("password").value;
+  const name = document.getElementById("login-name").value.trim();
+  const password = document.getElementById("login-password").value;
   if (!name || !password) return showError("missing");
   const button = document.getElementById("login-submit");
   button.disabled = true;
@@ -73,7 +73,7 @@ async function signIn(ev) {
     if (res.status === 429) showError("throttled", Number(res.headers.get("Retry-After")) || 300);
     else if (res.status === 401) showError("wrong");
     else showError("failed");
-    document.getElementById("password").select();
+    document.getElementById("login-password").select();
   } catch (err) {
     console.warn(err);
     showError("failed");
