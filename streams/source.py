@@ -412,11 +412,13 @@ def transcode(
             ost.width, ost.height, ost.pix_fmt = ist.width, ist.height, "yuv420p"
             ost.time_base = ist.time_base
             ost.options = {"crf": "20", "preset": "veryfast"}
+            pts = -1
             for vframe in inp.decode(ist):
-                t = float(vframe.pts * vframe.time_base) if vframe.pts is not None else 0.0
+                pts = max(pts + 1, vframe.pts if vframe.pts is not None else 0)  # x264 wants it rising
+                t = float(pts * ist.time_base)
                 image = draw(vframe.to_ndarray(format="bgr24"), t)
                 new = av.VideoFrame.from_ndarray(image, format="bgr24")
-                new.pts, new.time_base = vframe.pts, vframe.time_base
+                new.pts, new.time_base = pts, ist.time_base
                 out.mux(ost.encode(new))
                 written += 1
             out.mux(ost.encode())

@@ -108,9 +108,12 @@ def recording(pets_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             assert wait_for(lambda: stream.health().state != "live", 15)
             assert wait_for(lambda: any(g.to_ts is None for g in store.gaps("pets")), 10)
             time.sleep(OUTAGE_S)
+            last = stream.slot.peek()
+            assert last is not None
+            sessions[0].append(last)  # frames may have come after the first collect stopped
             restarted_ts = time.time()
             server.start()
-            collect(stream, sessions[1], 6.0, 30, after=sessions[0][-1].index)
+            collect(stream, sessions[1], 6.0, 30, after=last.index)
         finally:
             assert stream.stop()
         cpu_s = time.process_time() - cpu0

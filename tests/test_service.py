@@ -173,5 +173,5 @@ def test_alerts_list_cli_and_clean_shutdown(service: Service):
     assert {"unauthorized_entry", "camera_offline", "camera_online"} <= types
     assert all(re.match(r"\d{4}-\d\d-\d\dT", a["ts"]) for a in rows)
     # The embedded redis-server went down with the service.
-    redis_procs = subprocess.run(["pgrep", "-f", f"--dir {service.data}/redis"], capture_output=True)
+    redis_procs = subprocess.run(["pgrep", "-f", "--", f"--dir {service.data}/redis"], capture_output=True)
     assert redis_procs.returncode == 1, redis_procs.stdout
