@@ -21,7 +21,7 @@ import uvicorn
 from alerts.bus import AlertBus
 from alerts.pipeline import Pipeline
 from alerts.store import AlertStore
-from alerts.types import Alert
+from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
 from bondwatch.db import database_url
 from bondwatch.redis_server import RedisServer, RedisServerError
@@ -79,30 +79,17 @@ class Cameras:
 
     def _on_state(self, h: CameraHealth) -> None:
         """A camera that goes dark is itself a loss of supervision: report it as an alert."""
-        last = self.streams[h.camera].slot.peek()
-        t = last.t if last is not None else 0.0  # video time of the last frame seen
         if h.state in ("offline", "stalled") and h.camera not in self._offline:
             self._offline.add(h.camera)
-            self.sink.emit(
-                Alert(
-                    type="camera_offline",
-                    camera=h.camera,
-                    t=t,
-                    ts=time.time(),
-                    explanation=f"camera {h.camera} is {h.state}: {h.error or 'no frames'}",
-                )
-            )
+            self._emit("camera_offline", h, f"camera {h.camera} is {h.state}: {h.error or 'no frames'}")
         elif h.state == "live" and h.camera in self._offline:
             self._offline.discard(h.camera)
-            self.sink.emit(
-                Alert(
-                    type="camera_online",
-                    camera=h.camera,
-                    t=t,
-                    ts=time.time(),
-                    explanation=f"camera {h.camera} is live again",
-                )
-            )
+            self._emit("camera_online", h, f"camera {h.camera} is live again")
+
+    def _emit(self, kind: AlertType, h: CameraHealth, explanation: str) -> None:
+        last = self.streams[h.camera].slot.peek()
+        t = last.t if last is not None else 0.0  # video time of the last frame seen
+        self.sink.emit(Alert(type=kind, camera=h.camera, t=t, ts=time.time(), explanation=explanation))
 
 
 class DetectionWorker(threading.Thread):
