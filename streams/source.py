@@ -58,7 +58,8 @@ class StreamFormat:
     """The codec parameters of one opened video stream: what an MP4 copy of its packets needs.
 
     `extradata` (SPS/PPS for H.264) tells whether two streams can share one file. The PyAV
-    stream behind it is only read by `MediaWriter`, and only while its source is open.
+    stream behind it is only read by `MediaWriter`, and only while its source is open: PyAV
+    frees it on close, so `closed` is set then and a late writer gets an error, not a crash.
     """
 
     codec: str
@@ -67,6 +68,7 @@ class StreamFormat:
     time_base: Fraction
     extradata: bytes = field(repr=False)
     template: Any = field(repr=False)
+    closed: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +216,7 @@ class VideoSource:
         self.close()
 
     def close(self) -> None:
+        self.format.closed.set()
         self._container.close()
 
     def frames(
@@ -336,6 +339,8 @@ class MediaWriter:
         fragmented: bool = True,
         metadata: dict[str, str] | None = None,
     ) -> None:
+        if fmt.closed.is_set():
+            raise RecordingError(f"cannot write {path}: the source of its packets is already closed")
         self.path = Path(path)
         self.format = fmt
         self.packets = 0

@@ -14,6 +14,12 @@ PETS_DIR = ROOT.parent / "shared" / "data" / "pets2009-s2l1"
 PETS_VIDEO = PETS_DIR / "vtest.avi"
 PETS_LABELS = PETS_DIR / "gt-frames-0001-0400.txt"
 MODEL = ROOT / "models" / "bondwatch-person.onnx"
+# Debian's Chromium, headless, as root, on a machine with no outside network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync", "--disable-quic",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

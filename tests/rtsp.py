@@ -10,12 +10,13 @@ import hashlib
 import os
 import select
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from bondwatch.redis_server import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -52,13 +53,6 @@ def make_h264_mp4(
     subprocess.run(cmd, check=True, timeout=120)
     tmp.replace(dst)  # atomic, so a parallel test never reads half a file
     return dst
-
-
-def free_port() -> int:
-    """A TCP port on the loopback that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RtspServer:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from test_dashboard import (
     PASSWORDS,
@@ -34,17 +35,6 @@ from bondwatch.site import parse_site
 from dashboard.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
 @dataclass(frozen=True)
 class Stack:
     url: str
@@ -94,7 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

