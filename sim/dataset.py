@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import yaml
 
 from sim.video import read_frames
@@ -85,7 +87,7 @@ def export_yolo(
     return data_yaml
 
 
-def _sampled(video: Path, every_n: int):  # type: ignore[no-untyped-def]
+def _sampled(video: Path, every_n: int) -> Iterator[tuple[int, np.ndarray]]:
     for index, _, image in read_frames(video):
         if index % every_n == 0:
             yield index, image

@@ -34,7 +34,7 @@ from sim.draw import (
 )
 from sim.geometry import PinholeCamera, Point
 from sim.randomize import expand
-from sim.scenario import CameraSpec, Scenario, ScenarioError, load_scenario
+from sim.scenario import CameraSpec, Scenario, ScenarioError, UnitSpec, load_scenario
 from sim.truth import ZoneGeom, truth_alerts
 from sim.video import VideoWriter
 from sim.world import ActorState, World, compile_world, station_zone
@@ -143,7 +143,7 @@ class CameraRenderer:
         t: float,
         index: int,
         people: list[tuple[int, ActorState, Body]],
-        units: list[tuple[int, object, np.ndarray, float, str, int]],
+        units: list[UnitPose],
         prev: dict[int, ActorState],
     ) -> tuple[np.ndarray, list[LabelBox]]:
         img = self.bg.copy()
@@ -267,11 +267,16 @@ class CameraRenderer:
         """Lighting drift, sensor noise and the camera's on-screen clock."""
         amp = self.s.render.lighting
         p = self.phase
-        gain = 1.0 + amp * (
-            0.6 * math.sin(2 * math.pi * t / 53.0 + p[0]) + 0.4 * math.sin(2 * math.pi * t / 17.0 + p[1])
-        )
+        dur = self.s.layout.duration_s
+
+        def wave(period: float, phase: float) -> float:
+            """A drift whose period divides the duration, so a looped video has no jump."""
+            cycles = max(1, round(dur / period))
+            return math.sin(2 * math.pi * t * cycles / dur + phase)
+
+        gain = 1.0 + amp * (0.6 * wave(53.0, p[0]) + 0.4 * wave(17.0, p[1]))
         gain += 0.01 * math.sin(index * 2.3 + p[2])
-        warm = 0.03 * amp / 0.12 * math.sin(2 * math.pi * t / 71.0 + p[2])
+        warm = 0.25 * amp * wave(71.0, p[2])
         ramp = np.arange(256, dtype=np.float32)
         lut = np.stack([ramp * gain * (1 - warm), ramp * gain, ramp * gain * (1 + warm)], axis=-1)
         cv2.LUT(img, np.clip(lut, 0, 255).astype(np.uint8)[:, None, :], dst=img)
@@ -279,6 +284,8 @@ class CameraRenderer:
             pos, neg = self.noise[int(self.rng.integers(len(self.noise)))]
             cv2.add(img, pos, dst=img)
             cv2.subtract(img, neg, dst=img)
+        if not self.s.render.osd:
+            return
         stamp = (OSD_EPOCH + timedelta(seconds=int(t))).strftime("%Y-%m-%d %H:%M:%S")
         text = f"{self.spec.id.upper()}  {stamp}"
         scale = img.shape[1] / 1600
@@ -298,6 +305,9 @@ class CameraRenderer:
         )
 
 
+UnitPose = tuple[int, UnitSpec, np.ndarray, float, str, int]  # track, spec, bottom, yaw, station, variant
+
+
 def _people(world: World, looks: list[Look], t: float) -> list[tuple[int, ActorState, Body]]:
     out = []
     for a, look in zip(world.actors, looks, strict=True):
@@ -309,7 +319,7 @@ def _people(world: World, looks: list[Look], t: float) -> list[tuple[int, ActorS
     return out
 
 
-def _units(world: World, bodies: dict[str, tuple[ActorState, Body]], t: float) -> list:
+def _units(world: World, bodies: dict[str, tuple[ActorState, Body]], t: float) -> list[UnitPose]:
     out = []
     for k, u in enumerate(world.units):
         seg = u.seg(t)
@@ -346,6 +356,7 @@ def render(
     progress: Callable[[int, int], None] | None = None,
     started: float | None = None,
 ) -> RenderResult:
+    """Render an already parsed scenario (tests and benchmarks build them in memory)."""
     started = time.perf_counter() if started is None else started
     out = Path(out_dir)
     (out / "labels").mkdir(parents=True, exist_ok=True)

@@ -256,6 +256,7 @@ class RenderSpec(Strict):
     noise: float = Field(2.5, ge=0, le=20, description="sensor noise, grey levels (sigma)")
     lighting: float = Field(0.12, ge=0, le=0.5, description="amplitude of brightness drift")
     motion_blur: bool = Field(True, description="smear walking people along their motion")
+    osd: bool = Field(True, description="burn the camera id and a clock into the picture")
     crf: int = Field(27, ge=0, le=51, description="x264 quality (lower is better)")
 
 

@@ -360,6 +360,7 @@ class MediaWriter:
             self._stream = self._out.add_stream_from_template(fmt.template)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self._out.close()
+            self.path.unlink(missing_ok=True)
             raise RecordingError(f"cannot write {fmt.codec} video to {path}: {e}") from None
 
     def write(self, packet: VideoPacket) -> None:

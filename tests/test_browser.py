@@ -22,7 +22,6 @@ from test_dashboard import (
     PASSWORDS,
     SITE_YAML,
     PetsLive,
-    free_port,
     make_accounts,
     make_alert,
     redis_server,
@@ -31,6 +30,7 @@ from test_dashboard import (
 
 from alerts.bus import AlertBus
 from alerts.store import AlertStore
+from bondwatch.redis_server import free_port
 from bondwatch.site import parse_site
 from dashboard.app import create_app
 

@@ -28,7 +28,7 @@ from streams.clips import cut_clip
 from streams.frame import Frame
 from streams.recorder import Recorder
 from streams.recordings import RecordingStore, Segment, open_store, verify_recordings
-from streams.source import VideoSource
+from streams.source import MediaWriter, RecordingError, VideoSource
 
 PETS = Path(__file__).parents[1].parent / "shared" / "data" / "pets2009-s2l1" / "vtest.avi"
 SEGMENT_S = 2.0
@@ -362,3 +362,20 @@ def test_a_failing_disk_is_a_gap_and_recording_comes_back(pets_mp4: Path, tmp_pa
     assert len(gaps) == 1 and gaps[0].reason.startswith("recording failed: cannot write")
     assert gaps[0].from_ts == pytest.approx(t0 + 10.0) and gaps[0].to_ts == pytest.approx(t0 + 16.0)
     assert [s.start_t for s in store.segments("cam1")][4:6] == pytest.approx([8.0, 16.0])
+
+
+def test_a_writer_refuses_packets_whose_source_is_closed(pets_mp4: Path, tmp_path: Path) -> None:
+    """PyAV frees a closed source's stream: writing from it must be an error, not a crash."""
+    with VideoSource(str(pets_mp4)) as src:
+        fmt = src.format
+    with pytest.raises(RecordingError, match="already closed"):
+        MediaWriter(tmp_path / "late.mp4", fmt)
+
+
+def test_a_codec_mp4_cannot_hold_is_one_clear_sentence(tmp_path: Path) -> None:
+    with VideoSource(str(PETS)) as src, pytest.raises(RecordingError) as err:
+        MediaWriter(tmp_path / "x.mp4", src.format)
+    assert str(err.value) == (
+        f"cannot write msmpeg4 video to {tmp_path / 'x.mp4'}: 'mp4' format does not support 'msmpeg4' codec"
+    )
+    assert not (tmp_path / "x.mp4").exists()
