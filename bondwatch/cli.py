@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     user_add.add_argument("--data", default="data")
     user_add.set_defaults(func=cmd_user_add)
 
+    vr = sub.add_parser("verify-recordings", help="check the recording hash chains (exit 0 ok, 2 problems)")
+    vr.add_argument("--data", default="data", help="data directory (default ./data)")
+    vr.add_argument("--camera", help="only this camera")
+    vr.set_defaults(func=cmd_verify_recordings)
+
     sim = sub.add_parser("sim", help="the workshop simulator")
     sim_sub = sim.add_subparsers(required=True, metavar="ACTION")
     render = sim_sub.add_parser("render", help="render a scenario to videos, scans and truth")
@@ -202,6 +207,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     print(f"user {args.name} ({args.role}) created")
     return 0
+
+
+def cmd_verify_recordings(args: argparse.Namespace) -> int:
+    from streams.recordings import verify_recordings
+
+    return verify_recordings(Path(args.data), args.camera)
 
 
 def cmd_sim_render(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ simulator and a model trained on it land.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from bondwatch.site import Site, parse_site
@@ -46,10 +47,29 @@ class DemoError(Exception):
 
 
 def demo_site(data_dir: Path) -> Site:
-    video = Path(os.environ.get("BONDWATCH_DEMO_VIDEO", PETS))
-    if not video.is_file():
+    src = Path(os.environ.get("BONDWATCH_DEMO_VIDEO", PETS))
+    if not src.is_file():
         raise DemoError(
-            f"the demo needs the PETS clip at {video}: set BONDWATCH_DEMO_VIDEO to a video file"
+            f"the demo needs the PETS clip at {src}: set BONDWATCH_DEMO_VIDEO to a video file"
             " or pass --site SITE.yaml"
         )
-    return parse_site(DEMO_SITE.format(video=video), "<demo site>")
+    return parse_site(DEMO_SITE.format(video=_as_h264(src, data_dir / "demo")), "<demo site>")
+
+
+def _as_h264(src: Path, out_dir: Path) -> Path:
+    """The clip as H.264 in MP4, made once: what IP cameras send, and what recording stores."""
+    dst = out_dir / f"{src.stem}.mp4"
+    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+        return dst
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".part.mp4")
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), "-an", "-c:v", "libx264",
+           "-preset", "veryfast", "-g", "10", "-bf", "0", "-pix_fmt", "yuv420p", str(tmp)]  # fmt: skip
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    except FileNotFoundError:
+        raise DemoError("the demo needs ffmpeg to prepare its video: run `make run`") from None
+    except subprocess.CalledProcessError as e:
+        raise DemoError(f"ffmpeg could not convert {src}: {e.stderr.decode()[-200:]}") from None
+    tmp.replace(dst)
+    return dst

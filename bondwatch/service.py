@@ -32,8 +32,13 @@ from detectors.yolo import Detector
 from streams.camera import CameraHealth, CameraStream
 from streams.frame import Frame
 from streams.rate import RateSampler
+from streams.recordings import RecordingStore, open_store
 
 logger = logging.getLogger(__name__)
+
+# The recording window an alert holds as evidence, around the event's wall-clock time.
+EVIDENCE_PRE_S = 30.0
+EVIDENCE_POST_S = 30.0
 
 
 class ServiceError(Exception):
@@ -41,16 +46,25 @@ class ServiceError(Exception):
 
 
 class AlertSink:
-    """Store first, then publish: an alert that reached the database is never lost."""
+    """Store first, then publish: an alert that reached the database is never lost.
 
-    def __init__(self, store: AlertStore, bus: AlertBus):
+    Each alert also holds the recording around it, so retention never deletes its evidence.
+    """
+
+    def __init__(self, store: AlertStore, bus: AlertBus, recording: RecordingStore | None):
         self.store = store
         self.bus = bus
+        self.recording = recording
         self._lock = threading.Lock()
 
     def emit(self, alert: Alert) -> None:
         with self._lock:
             self.store.add(alert)
+            if self.recording is not None and alert.ts is not None:
+                self.recording.hold(
+                    f"alert {alert.id}", alert.ts - EVIDENCE_PRE_S, alert.ts + EVIDENCE_POST_S,
+                    camera=alert.camera,
+                )  # fmt: skip
             try:
                 self.bus.publish(alert)
             except redis.RedisError as e:
@@ -61,10 +75,15 @@ class AlertSink:
 class Cameras:
     """The live view the dashboard reads: newest frame and newest detections per camera."""
 
-    def __init__(self, site: Site, sink: AlertSink):
+    def __init__(self, site: Site, sink: AlertSink, recording: RecordingStore | None):
         self.site = site
         self.sink = sink
-        self.streams = {c.id: CameraStream(c, on_state=self._on_state) for c in site.cameras}
+        self.streams = {
+            c.id: CameraStream(
+                c, on_state=self._on_state, recording=recording, segment_s=site.recording.segment_s
+            )
+            for c in site.cameras
+        }
         self.batches: dict[str, DetectionBatch] = {}
         self._offline: set[str] = set()
 
@@ -152,8 +171,18 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
     accounts = Accounts(db_url)
     _first_login(accounts, host, port)
     bus = AlertBus(redis_url)
-    sink = AlertSink(store, bus)
-    cameras = Cameras(site, sink)
+    rec = site.recording
+    recording = (
+        open_store(
+            data_dir,
+            max_age_s=rec.max_age_days * 86400 if rec.max_age_days else None,
+            quota_bytes=int(rec.quota_gb * 1e9) if rec.quota_gb else None,
+        )
+        if rec.enabled
+        else None
+    )
+    sink = AlertSink(store, bus, recording)
+    cameras = Cameras(site, sink, recording)
     worker = DetectionWorker(cameras, Pipeline(site, model), sink)
     app = create_app(cameras, store, bus, accounts, title=site.name)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

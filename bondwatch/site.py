@@ -96,8 +96,18 @@ class Station(Strict):
     name: str = Field("", description="human-readable name")
 
 
+class Recording(Strict):
+    enabled: bool = Field(True, description="record every camera continuously (no re-encoding)")
+    segment_s: float = Field(10.0, gt=1, le=300, description="length of a recording segment")
+    max_age_days: float | None = Field(
+        90.0, gt=0, description="delete segments older than this, unless held by an alert or export"
+    )
+    quota_gb: float | None = Field(None, gt=0, description="disk quota for recordings, oldest first")
+
+
 class Site(Strict):
     name: str = Field("BondWatch site", description="site name shown on the dashboard")
+    recording: Recording = Field(default_factory=Recording, description="continuous recording")
     cameras: list[Camera] = Field(min_length=1, description="the cameras of the site")
     zones: list[Zone] = Field(default_factory=list, description="zones drawn on camera frames")
     stations: list[Station] = Field(default_factory=list, description="scanner stations")

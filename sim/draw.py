@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim.geometry import PinholeCamera, Point, distance, rect
+from sim.geometry import PinholeCamera, Point, distance, inside, rect
 from sim.scenario import RestrictedSpec, Scenario, StationSpec, UnitSpec, gate_of
 from sim.world import ActorState, work_spot
 
@@ -35,6 +35,7 @@ OUTFITS: dict[str, Colour] = {
 }
 TROUSERS: list[Colour] = [(45, 38, 35), (70, 55, 40), (60, 60, 60), (80, 105, 120), (95, 70, 45)]
 SKIN: list[Colour] = [(150, 180, 220), (120, 155, 205), (95, 125, 175), (70, 95, 140)]
+VESTS: list[Colour] = [(40, 230, 220), (30, 140, 250)]
 CAPS: list[Colour] = [(160, 90, 30), (230, 230, 230), (40, 40, 160), (60, 60, 60)]
 HAIR: list[Colour] = [(28, 28, 32), (35, 45, 65), (20, 20, 22), (120, 125, 130), (40, 70, 110)]
 FLOORS: dict[str, Colour] = {"epoxy": (118, 132, 120), "concrete": (138, 140, 140), "tiles": (182, 184, 180)}
@@ -55,6 +56,8 @@ class Look:
     scale: float  # height / 1.72 m
     build: float  # width factor: slim 0.9 .. broad 1.15
     cap: bool
+    vest: Colour | None  # hi-vis vest over the shirt
+    coat: bool  # a long work coat down to the knees
 
 
 @dataclass(frozen=True)
@@ -506,7 +509,81 @@ def _rack(cv: Canvas, cam: PinholeCamera, z: RestrictedSpec, rng: np.random.Gene
             x += wdt
 
 
-def background(cam: PinholeCamera, s: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, list[Sprite]]:
+@dataclass(frozen=True)
+class Prop:
+    """Clutter along the walls: boxes, cabinets, carts. Things a detector must not call a unit."""
+
+    kind: str  # boxes, cabinet, cart, bin
+    center: Point
+    angle: float  # radians
+    seed: int
+
+
+def props(s: Scenario, rng: np.random.Generator) -> list[Prop]:
+    """Clutter placed along the walls, clear of doors, zones and benches."""
+    lay = s.layout
+    out: list[Prop] = []
+    keep_clear = [d.at for d in s.doors]
+    for _ in range(int((lay.width_m + lay.depth_m) / 1.5)):
+        wall = int(rng.integers(4))
+        along = float(rng.uniform(0.6, (lay.width_m if wall % 2 == 0 else lay.depth_m) - 0.6))
+        p, angle = [
+            ((along, 0.3), 0.0),
+            ((lay.width_m - 0.3, along), math.pi / 2),
+            ((along, lay.depth_m - 0.3), 0.0),
+            ((0.3, along), math.pi / 2),
+        ][wall]
+        if any(distance(p, c) < 1.4 for c in keep_clear):
+            continue
+        if any(inside(p, z.polygon) or _near_poly(p, z.polygon, 0.6) for z in s.restricted):
+            continue
+        if any(distance(p, st.bench.center) < max(st.bench.size) / 2 + 0.9 for st in s.stations):
+            continue
+        kind = ("boxes", "boxes", "cabinet", "cart", "bin")[int(rng.integers(5))]
+        out.append(Prop(kind, p, angle, int(rng.integers(1 << 30))))
+        keep_clear.append(p)
+    return out
+
+
+def _near_poly(p: Point, poly: list[Point], d: float) -> bool:
+    return any(distance(p, q) < d + 0.8 for q in poly) or inside(p, poly)
+
+
+def _prop(cv: Canvas, cam: PinholeCamera, pr: Prop) -> None:
+    rng = np.random.default_rng(pr.seed)
+    c, a = pr.center, pr.angle
+    if pr.kind == "boxes":
+        z = 0.0
+        for _ in range(int(rng.integers(1, 4))):
+            w, d, h = rng.uniform(0.3, 0.6), rng.uniform(0.25, 0.4), rng.uniform(0.2, 0.45)
+            off = rng.uniform(-0.05, 0.05, 2)
+            tone = int(rng.integers(-20, 20))
+            col = (int(95 + tone), int(140 + tone), int(185 + tone))
+            draw_box(
+                cv,
+                cam,
+                box_corners((c[0] + off[0], c[1] + off[1]), (w, d), a + rng.uniform(-0.1, 0.1), z, z + h),
+                col,
+            )
+            z += h
+    elif pr.kind == "cabinet":
+        col = ((150, 150, 145), (120, 95, 60), (90, 90, 95))[int(rng.integers(3))]
+        draw_box(cv, cam, box_corners(c, (0.9, 0.45), a, 0.0, 1.9), col)
+    elif pr.kind == "cart":
+        for dz in (0.15, 0.55, 0.9):
+            draw_box(cv, cam, box_corners(c, (0.8, 0.45), a, dz, dz + 0.03), (60, 60, 170))
+        for dx in (-0.37, 0.37):
+            for dy in (-0.2, 0.2):
+                p = (c[0] + dx * math.cos(a) - dy * math.sin(a), c[1] + dx * math.sin(a) + dy * math.cos(a))
+                draw_box(cv, cam, box_corners(p, (0.03, 0.03), a, 0.0, 0.93), (70, 70, 70))
+        draw_box(cv, cam, box_corners(c, (0.35, 0.3), a, 0.58, 0.78), (95, 140, 185))
+    else:
+        draw_box(cv, cam, box_corners(c, (0.4, 0.4), a, 0.0, 0.65), (40, 110, 40), top=(25, 25, 25))
+
+
+def background(
+    cam: PinholeCamera, s: Scenario, rng: np.random.Generator, clutter: list[Prop]
+) -> tuple[np.ndarray, list[Sprite]]:
     """The empty workshop for one camera, and the furniture as occluding sprites."""
     img = room(cam, s, rng)
     ids = np.zeros(img.shape[:2], np.uint16)
@@ -517,6 +594,8 @@ def background(cam: PinholeCamera, s: Scenario, rng: np.random.Generator) -> tup
     for z in s.restricted:
         c = np.array(z.polygon).mean(axis=0)
         objects.append((cam.depth(float(c[0]), float(c[1]), 1.0) + 0.5, "rack", z))
+    for pr in clutter:
+        objects.append((cam.depth(*pr.center, 0.5), "prop", pr))
     objects.sort(key=lambda o: -o[0])
     depths: dict[int, float] = {}
     next_id = 1
@@ -524,6 +603,8 @@ def background(cam: PinholeCamera, s: Scenario, rng: np.random.Generator) -> tup
         cv.begin(next_id)
         if kind == "bench":
             _bench(cv, cam, obj, rng)  # type: ignore[arg-type]
+        elif kind == "prop":
+            _prop(cv, cam, obj)  # type: ignore[arg-type]
         else:
             _rack(cv, cam, obj, rng)  # type: ignore[arg-type]
         depths[next_id] = depth
@@ -633,11 +714,15 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
                 (60, 60, 65),
             )
         )
-    tor = box_corners(
-        (x + fx * lean, y + fy * lean), (0.24 * s * b, 0.4 * s * b), st.facing, hip_z - 0.08, sh_z
-    )
+    # Shoulders wider than the waist: the top ring of the torso box is a wider rectangle.
+    centre = (x + fx * lean, y + fy * lean)
+    tor = box_corners(centre, (0.22 * s * b, 0.34 * s * b), st.facing, hip_z - 0.08, sh_z)
+    tor[4:] = box_corners(centre, (0.24 * s * b, 0.43 * s * b), st.facing, hip_z, sh_z)[4:]
     tor[4:, :2] += np.array([fx, fy]) * lean * 0.5
-    parts.append(("box", tor, 0, look.shirt))
+    parts.append(("box", tor, 0, look.vest or look.shirt))
+    if look.coat and not sit:
+        skirt = box_corners((x, y), (0.26 * s * b, 0.42 * s * b), st.facing, 0.5 * s, hip_z)
+        parts.append(("box", skirt, 0, look.shirt))
     hands = []
     for side, sg in ((-1, -1.0), (1, 1.0)):
         sh = P(lean, side * 0.2 * s * b, sh_z - 0.04)
@@ -656,8 +741,8 @@ def body(st: ActorState, look: Look, carry: str | None) -> Body:
         parts.append(("rod", np.stack([elbow, hand]), 0.045 * s, shade(look.shirt, 0.92)))
         parts.append(("ball", hand[None], 0.045 * s, look.skin))
         hands.append(hand)
-    head = P(lean + 0.02, 0.0, sh_z + 0.19 * s)
-    parts.append(("rod", np.stack([P(lean, 0, sh_z - 0.02), head]), 0.05 * s, look.skin))
+    head = P(lean + 0.02, 0.0, sh_z + 0.17 * s)
+    parts.append(("rod", np.stack([P(lean, 0, sh_z - 0.02), head]), 0.045 * s, look.skin))
     parts.append(("ball", head[None], 0.105 * s, look.skin))
     if look.cap:
         parts.append(("ball", (head + np.array([0.0, 0.0, 0.05 * s]))[None], 0.098 * s, look.hair))
@@ -752,6 +837,8 @@ def person_look(rng: np.random.Generator, outfit: str | None, height: float) -> 
         scale=height / 1.72,
         build=float(rng.uniform(0.9, 1.15)),
         cap=bool(cap),
+        vest=VESTS[int(rng.integers(len(VESTS)))] if rng.random() < 0.2 else None,
+        coat=outfit == "white" or rng.random() < 0.1,
     )
 
 
@@ -766,15 +853,18 @@ def shadow(img: np.ndarray, cam: PinholeCamera, pos: Point, r: float) -> None:
     uv, depth = cam.project(ring)
     if (depth <= 0.1).any():
         return
-    x0, y0 = np.floor(uv.min(axis=0)).astype(int) - 2
-    x1, y1 = np.ceil(uv.max(axis=0)).astype(int) + 2
-    x0, y0 = max(0, x0), max(0, y0)
-    x1, y1 = min(img.shape[1], x1), min(img.shape[0], y1)
-    if x1 <= x0 or y1 <= y0:
-        return
-    roi = img[y0:y1, x0:x1]
-    mask = np.zeros(roi.shape[:2], np.uint8)
+    sigma = max(1.0, float(np.ptp(uv[:, 0])) / 8)
+    pad = int(3 * sigma) + 2
+    x0, y0 = np.floor(uv.min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(uv.max(axis=0)).astype(int) + pad
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillConvexPoly(mask, np.round((uv - [x0, y0]) * ONE).astype(np.int32), 90, cv2.LINE_AA, SHIFT)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, (x1 - x0) / 10))
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+    cx0, cy0 = max(0, x0), max(0, y0)
+    cx1, cy1 = min(img.shape[1], x1), min(img.shape[0], y1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    roi = img[cy0:cy1, cx0:cx1]
+    mask = mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     dark = (255 - mask.astype(np.uint16))[..., None]
     roi[:] = (roi.astype(np.uint16) * dark // 255).astype(np.uint8)

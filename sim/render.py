@@ -24,12 +24,14 @@ from sim.draw import (
     Canvas,
     LabelBox,
     Look,
+    Prop,
     Sprite,
     background,
     body,
     draw_body,
     draw_unit,
     person_look,
+    props,
     shadow,
 )
 from sim.geometry import PinholeCamera, Point
@@ -113,12 +115,12 @@ def site_zones(s: Scenario, cams: dict[str, PinholeCamera], name: str) -> list[Z
 class CameraRenderer:
     """One camera: its static background and sprites, and the per-frame drawing."""
 
-    def __init__(self, spec: CameraSpec, s: Scenario, seed: int, index: int):
+    def __init__(self, spec: CameraSpec, s: Scenario, seed: int, index: int, clutter: list[Prop]):
         self.spec = spec
         self.s = s
         self.cam = camera_model(spec, s.layout.canvas)
         rng = np.random.default_rng([seed, 2, index])
-        self.bg, self.sprites = background(self.cam, s, rng)
+        self.bg, self.sprites = background(self.cam, s, rng, clutter)
         self.bg = cv2.GaussianBlur(self.bg, (3, 3), 0.6)
         self.bench_depth = {st.id: self.cam.depth(*st.bench.center, st.bench.height) for st in s.stations}
         h, w = self.bg.shape[:2]
@@ -363,7 +365,8 @@ def render(
     s = expand(s, np.random.default_rng([seed, 0]))
     world = compile_world(s, name)
     lay = s.layout
-    renderers = [CameraRenderer(c, s, seed, i) for i, c in enumerate(s.cameras)]
+    clutter = props(s, np.random.default_rng([seed, 4]))
+    renderers = [CameraRenderer(c, s, seed, i, clutter) for i, c in enumerate(s.cameras)]
     cams = {r.spec.id: r.cam for r in renderers}
     zones = site_zones(s, cams, name)
     look_rng = np.random.default_rng([seed, 1])
