@@ -5,24 +5,36 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ScanEvent(BaseModel):
-    """`t` (seconds of the station camera's video) in replay, `ts` (wall clock) live."""
+    """`t` (seconds of the station camera's video) in replay, `ts` (wall clock) live.
+
+    `kind: scan` (the default) is a unit's serial read at a station; `kind: badge` is an
+    access-control event at a restricted zone's door (authorization is later work: badges are
+    accepted and validated, and no rule consumes them yet).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    station: str = Field(min_length=1, description="station (scanner) id")
-    serial: str = Field(min_length=1, description="the unit's serial number")
+    kind: Literal["scan", "badge"] = Field("scan", description="scan or badge event")
+    station: str | None = Field(None, min_length=1, description="station (scanner) id")
+    serial: str | None = Field(None, min_length=1, description="the unit's serial number")
+    zone: str | None = Field(None, min_length=1, description="for a badge: the zone's id")
     t: float | None = Field(None, ge=0, description="video time of the station camera, replay")
     ts: datetime | None = Field(None, description="wall-clock time, live")
 
     @model_validator(mode="after")
-    def _has_time(self) -> ScanEvent:
+    def _complete(self) -> ScanEvent:
         if self.t is None and self.ts is None:
             raise ValueError("a scan needs `t` (replay) or `ts` (live)")
+        if self.kind == "scan" and not (self.station and self.serial):
+            raise ValueError("a scan needs `station` and `serial`")
+        if self.kind == "badge" and not self.zone:
+            raise ValueError("a badge event needs `zone`")
         return self
 
 
