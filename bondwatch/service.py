@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -25,6 +27,8 @@ from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
 from bondwatch.db import database_url
 from bondwatch.redis_server import RedisServer, RedisServerError
+from bondwatch.scanbus import ScanReader
+from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
 from dashboard.app import create_app
 from detectors.types import DetectionBatch
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 # The recording window an alert holds as evidence, around the event's wall-clock time.
 EVIDENCE_PRE_S = 30.0
 EVIDENCE_POST_S = 30.0
+SCAN_BLOCK_MS = 1000  # how long the scan listener waits in Redis before it checks for stop
+SCAN_RETRY_MAX_S = 30.0
 
 
 class ServiceError(Exception):
@@ -111,20 +117,84 @@ class Cameras:
         self.sink.emit(Alert(type=kind, camera=h.camera, t=t, ts=time.time(), explanation=explanation))
 
 
-class DetectionWorker(threading.Thread):
-    """Takes the newest frame of each camera at its detection rate, runs the shared pipeline."""
+class ScanListener(threading.Thread):
+    """Reads the scan stream into a queue that the detection worker drains.
 
-    def __init__(self, cameras: Cameras, pipeline: Pipeline, sink: AlertSink):
+    Waiting on Redis stays off the detection loop, and the rules are touched by one thread only.
+    """
+
+    def __init__(self, reader: ScanReader):
+        super().__init__(name="scans", daemon=True)
+        self.reader = reader
+        self.scans: queue.SimpleQueue[ScanEvent] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        retry_s = 1.0
+        while not self.stopping.is_set():
+            try:
+                for scan in self.reader.read(block_ms=SCAN_BLOCK_MS):
+                    self.scans.put(scan)
+                retry_s = 1.0
+            except redis.RedisError as e:
+                logger.error("cannot read the scan stream (retrying in %.0f s): %s", retry_s, e)
+                self.stopping.wait(retry_s)
+                retry_s = min(retry_s * 2, SCAN_RETRY_MAX_S)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        self.join(timeout_s)
+        self.reader.close()
+
+
+def deliver_scans(
+    scans: queue.SimpleQueue[ScanEvent],
+    to_rules: Callable[[ScanEvent], list[Alert]],
+    emit: Callable[[Alert], None],
+) -> int:
+    """Hand every waiting scan to the rules in arrival order, emitting the alerts they decide
+    (a late scan can end the grace window of other departures); returns how many there were."""
+    n = 0
+    while True:
+        try:
+            scan = scans.get_nowait()
+        except queue.Empty:
+            return n
+        for alert in to_rules(scan):
+            emit(alert)
+        n += 1
+
+
+class DetectionWorker(threading.Thread):
+    """Takes the newest frame of each camera at its detection rate, runs the shared pipeline.
+
+    Scans from `scans` go to the rules before each round of frames. Pending departures are
+    decided by capture time as the station camera's batches pass their grace window, scan or no
+    scan, so this loop needs nothing else to release them.
+    """
+
+    def __init__(
+        self,
+        cameras: Cameras,
+        pipeline: Pipeline,
+        sink: AlertSink,
+        scans: queue.SimpleQueue[ScanEvent],
+    ):
         super().__init__(name="detection", daemon=True)
         self.cameras = cameras
         self.pipeline = pipeline
         self.sink = sink
+        self.scans = scans
         self.stopping = threading.Event()
         self.samplers = {c.id: RateSampler(c.detect_fps) for c in cameras.site.cameras}
         self.seen: dict[str, int] = {}
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            try:
+                deliver_scans(self.scans, self.pipeline.scan, self.sink.emit)
+            except Exception:
+                logger.exception("a scan could not be applied to the rules")
             frames = []
             for cid, stream in self.cameras.streams.items():
                 # Frame indices only grow, across file loops and reconnects alike.
@@ -183,7 +253,11 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
     )
     sink = AlertSink(store, bus, recording)
     cameras = Cameras(site, sink, recording)
-    worker = DetectionWorker(cameras, Pipeline(site, model), sink)
+    # Read back as far as a scan can still cover a departure, for scans made while we were down.
+    stations = [z for z in site.zones if z.kind == "station"]
+    backlog_s = max((z.scan_before_s + z.scan_grace_s for z in stations), default=0.0)
+    listener = ScanListener(ScanReader(redis_url, since_s=backlog_s))
+    worker = DetectionWorker(cameras, Pipeline(site, model), sink, listener.scans)
     app = create_app(cameras, store, bus, accounts, title=site.name)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -193,12 +267,16 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
     try:
         for stream in cameras.streams.values():
             stream.start()
+        listener.start()
         worker.start()
         print(f"BondWatch dashboard: http://{host}:{port}/  ({len(site.cameras)} cameras)", flush=True)
         await server.serve()
     finally:
         logger.info("shutting down")
         worker.stop()
+        listener.stop()
+        if listener.reader.bad:
+            logger.warning("%d unreadable entries were skipped on the scan stream", listener.reader.bad)
         for stream in cameras.streams.values():
             stream.stop()
         bus.close()

@@ -14,11 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from alerts.bus import AlertBus
 from alerts.store import AlertStore
 from bondwatch.accounts import Accounts
+from bondwatch.scanbus import ScanBus
 from dashboard.auth import SESSION_IDLE_S, Auth, LoginLimiter, Sessions
 from dashboard.deps import Dashboard
 from dashboard.feed import AlertFeed
 from dashboard.live import LiveView
-from dashboard.routes import alerts, cameras, pages, session, webrtc
+from dashboard.routes import alerts, cameras, pages, scans, session, webrtc
 from dashboard.webrtc import LiveVideo
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,16 @@ def create_app(
     video_fps: float = 12.0,
     session_idle_s: float = SESSION_IDLE_S,
 ) -> FastAPI:
-    """The dashboard for `live`'s site; it reads history from `store`, follows `bus`, and
-    lets in only the users of `accounts` (sessions end after `session_idle_s` unused)."""
+    """The dashboard for `live`'s site; it reads history from `store`, follows `bus`, takes
+    scans onto the scan stream of the same Redis, and lets in only the users of `accounts`
+    (sessions end after `session_idle_s` unused)."""
     dash = Dashboard(
         live=live,
         store=store,
         feed=AlertFeed(bus),
         video=LiveVideo(live, video_fps),
         auth=Auth(accounts, Sessions(session_idle_s), LoginLimiter()),
+        scans=ScanBus(bus.redis_url),
         title=title,
     )
 
@@ -56,11 +59,12 @@ def create_app(
             await dash.feed.stop()
             await _close_sockets(dash)
             await dash.video.close()
+            dash.scans.close()
 
     # No open /docs or /openapi.json: they would list the API to anyone on the network.
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = dash
-    for module in (pages, session, cameras, alerts, webrtc):
+    for module in (pages, session, cameras, alerts, scans, webrtc):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -32,14 +32,16 @@ class Permission(StrEnum):
     LIVE_VIDEO = "live_video"  # WebRTC live view
     ALERTS = "alerts"  # alert history and the live alert socket
     STATUS = "status"  # service internals: viewers, sockets, camera states
+    SCANS = "scans"  # post the factory's scan events
 
 
 # The whole access policy. Factory staff (operator) see cameras, video and alerts for now;
-# later issues narrow them to their own alerts and keep evidence export from them.
+# later issues narrow them to their own alerts and keep evidence export from them. The
+# factory's systems post scans signed in as an operator account until API tokens exist.
 GRANTS: dict[Role, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "officer": frozenset(Permission),
-    "operator": frozenset({Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS}),
+    "operator": frozenset({Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS, Permission.SCANS}),
 }
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, WebSocket, WebSocketException, param
 from starlette.requests import HTTPConnection
 
 from alerts.store import AlertStore
+from bondwatch.scanbus import ScanBus
 from dashboard.auth import Auth, Permission, Principal
 from dashboard.feed import AlertFeed
 from dashboard.live import LiveView
@@ -24,6 +25,7 @@ class Dashboard:
     feed: AlertFeed
     video: LiveVideo
     auth: Auth
+    scans: ScanBus
     title: str
     sockets: set[WebSocket] = field(default_factory=set)
 
@@ -46,6 +48,10 @@ def _feed(conn: HTTPConnection) -> AlertFeed:
 
 def _auth(conn: HTTPConnection) -> Auth:
     return _dashboard(conn).auth
+
+
+def _scans(conn: HTTPConnection) -> ScanBus:
+    return _dashboard(conn).scans
 
 
 def _video(conn: HTTPConnection) -> LiveVideo:
@@ -92,6 +98,7 @@ LiveDep = Annotated[LiveView, Depends(_live)]
 StoreDep = Annotated[AlertStore, Depends(_store)]
 FeedDep = Annotated[AlertFeed, Depends(_feed)]
 VideoDep = Annotated[LiveVideo, Depends(_video)]
+ScanBusDep = Annotated[ScanBus, Depends(_scans)]
 CameraId = Annotated[str, Depends(_camera_id)]
 AuthDep = Annotated[Auth, Depends(_auth)]
 SignedIn = Annotated[Principal, require()]

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bondwatch.scanbus import LiveScan
+
 
 class ZoneOut(BaseModel):
     id: str
@@ -84,3 +86,15 @@ class LoginIn(BaseModel):
 class MeOut(BaseModel):
     name: str
     role: Literal["admin", "officer", "operator"]
+
+
+MAX_SCANS_PER_POST = 1000
+
+
+class ScansIn(BaseModel):
+    scans: list[LiveScan] = Field(min_length=1, max_length=MAX_SCANS_PER_POST)
+
+
+class ScansOut(BaseModel):
+    accepted: int = Field(description="scans added to the scan stream")
+    duplicates: list[str] = Field(description="ids already published before: not added again")

@@ -1,1 +1,1 @@
-"""Routers by resource: the page, cameras, alerts, WebRTC."""
+"""Routers by resource: the page, cameras, alerts, scans, WebRTC."""
