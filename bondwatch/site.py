@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bondwatch import yamlcheck
+from bondwatch.yamlcheck import LocatedError
 
 ID_PATTERN = r"^[a-z0-9_-]+$"
 KEY_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -119,7 +121,7 @@ class Site(Strict):
         cameras = {c.id for c in self.cameras}
         for i, zone in enumerate(self.zones):
             if zone.camera not in cameras:
-                raise _RefError(
+                raise LocatedError(
                     ("zones", i, "camera"),
                     f"zone {zone.id!r} is on unknown camera {zone.camera!r}"
                     f" (cameras: {', '.join(sorted(cameras))})",
@@ -133,19 +135,11 @@ class Site(Strict):
         return [z for z in self.zones if z.camera == camera_id]
 
 
-class _RefError(ValueError):
-    """A cross-reference error that knows which YAML path it belongs to."""
-
-    def __init__(self, loc: tuple[str | int, ...], msg: str):
-        super().__init__(msg)
-        self.loc = loc
-
-
 def _unique(what: str, ids: list[str]) -> None:
     seen: set[str] = set()
     for i, x in enumerate(ids):
         if x in seen:
-            raise _RefError((what, i, "id"), f"duplicate id {x!r} in {what}")
+            raise LocatedError((what, i, "id"), f"duplicate id {x!r} in {what}")
         seen.add(x)
 
 
@@ -170,13 +164,9 @@ def load_site(path: str | Path) -> Site:
 def parse_site(text: str, name: str = "<site>", base: Path | None = None) -> Site:
     """Parse and validate a site file; relative video-file URLs resolve against `base`."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SiteError(name, [f"not valid YAML: {problem}{where}"]) from None
+        root, data = yamlcheck.load(text)
+    except yamlcheck.YamlError as e:
+        raise SiteError(name, e.errors) from None
     if not isinstance(data, dict):
         raise SiteError(name, ["the site file must be a mapping with `cameras:` and `zones:`"])
     if base is not None:
@@ -186,50 +176,10 @@ def parse_site(text: str, name: str = "<site>", base: Path | None = None) -> Sit
     try:
         return Site.model_validate(data)
     except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            loc = tuple(err["loc"])
-            msg = err["msg"]
-            ctx_err = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_err, _RefError):
-                loc, msg = ctx_err.loc, str(ctx_err)
-            elif msg.startswith("Value error, "):
-                msg = msg.removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown key {loc[-1]!r}"
-            errors.append(f"{_format_loc(loc)}: {msg}{_line_of(root, loc)}")
-        raise SiteError(name, errors) from None
+        raise SiteError(name, yamlcheck.describe(e, root)) from None
 
 
 def _resolve_url(url: str, base: Path) -> str:
     if re.match(r"^[a-z][a-z0-9+.-]*://", url) or Path(url).is_absolute():
         return url
     return str((base / url).resolve())
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
-    """The line of the deepest YAML node that `loc` reaches."""
-    line = None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next(
-                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part),
-                None,
-            )
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if part < len(node.value) else None
-        else:
-            break
-    if node is not None:
-        line = node.start_mark.line + 1
-    return f" (line {line})" if line else ""

@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from bondwatch.site import ID_PATTERN, KEY_PATTERN, _format_loc, _line_of
+from bondwatch import yamlcheck
+from bondwatch.site import ID_PATTERN, KEY_PATTERN
 from sim.geometry import centroid, distance, polygon_area
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, _ and -")]
@@ -309,26 +309,16 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ScenarioError(name, [f"not valid YAML: {getattr(e, 'problem', e)}{where}"]) from None
+        root, data = yamlcheck.load(text)
+    except yamlcheck.YamlError as e:
+        raise ScenarioError(name, e.errors) from None
     if not isinstance(data, dict):
         raise ScenarioError(name, ["a scenario is a mapping with `layout:` and `cameras:`"])
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            loc = _with_verb_keys(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown key {loc[-1]!r}"
-            errors.append(f"{_format_loc(loc)}: {msg}{_line_of(root, loc)}")
-        raise ScenarioError(name, errors) from None
-    problems = [f"{_format_loc(loc)}: {msg}{_line_of(root, loc)}" for loc, msg in check(scenario)]
+        raise ScenarioError(name, yamlcheck.describe(e, root, _with_verb_keys)) from None
+    problems = [yamlcheck.located(loc, msg, root) for loc, msg in check(scenario)]
     if problems:
         raise ScenarioError(name, problems)
     return scenario

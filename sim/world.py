@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bondwatch.site import _format_loc
+from bondwatch.yamlcheck import format_loc
 from sim.geometry import Point, centroid, distance, inside, rect
 from sim.paths import FloorPlan
 from sim.scenario import (
@@ -193,7 +193,7 @@ class _Compiler:
         self.badges: list[BadgeEvent] = []
 
     def fail(self, loc: tuple[Any, ...], msg: str) -> ScenarioError:
-        return ScenarioError(self.name, [f"{_format_loc(loc)}: {msg}"])
+        return ScenarioError(self.name, [f"{format_loc(loc)}: {msg}"])
 
     def point(self, p: Any) -> Point:
         if not isinstance(p, str):
