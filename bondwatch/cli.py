@@ -7,6 +7,8 @@ import getpass
 import json
 import logging
 import os
+import shlex
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +100,56 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--out", required=True)
     render.set_defaults(func=cmd_sim_render)
+
+    tr = sub.add_parser("train", help="train the person+unit detector (simulator + labelled video)")
+    tr.add_argument(
+        "--sim",
+        action="append",
+        default=[],
+        metavar="SCENARIO:SEEDS",
+        help="training scenes, rendered as needed, e.g. examples/scenarios/random.yaml:1-3",
+    )
+    tr.add_argument(
+        "--sim-render-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an already rendered scenario to train on",
+    )
+    tr.add_argument(
+        "--val-sim",
+        action="append",
+        default=[],
+        metavar="SCENARIO:SEEDS",
+        help="held-out scenes, seeds never trained on, e.g. random.yaml:101,102",
+    )
+    tr.add_argument(
+        "--mot",
+        action="append",
+        default=[],
+        metavar="VIDEO=GT:FIRST-LAST[:STEP]",
+        help="labelled footage (MOTChallenge), every STEP-th frame of FIRST-LAST",
+    )
+    tr.add_argument(
+        "--val-mot",
+        action="append",
+        default=[],
+        metavar="VIDEO=GT:FIRST-LAST",
+        help="held-out labelled frames",
+    )
+    tr.add_argument("--every-n", type=int, default=36, help="every n-th frame of training scenes")
+    tr.add_argument("--val-every-n", type=int, default=10, help="every n-th held-out frame")
+    tr.add_argument("--epochs", type=int, default=15)
+    tr.add_argument("--imgsz", type=int, default=640)
+    tr.add_argument("--batch", type=int, default=16)
+    tr.add_argument("--close-mosaic", type=int, default=5, help="last epochs without mosaic")
+    tr.add_argument("--name", default="bondwatch-n", help="model name: OUT/NAME.{pt,onnx,md}")
+    tr.add_argument("--from", dest="base", help="checkpoint (.pt) to fine-tune from")
+    tr.add_argument("--out", default="models")
+    tr.add_argument(
+        "--work", default=".work", help="renders in WORK/sim, the resumable run in WORK/train/NAME"
+    )
+    tr.set_defaults(func=cmd_train)
     return p
 
 
@@ -224,6 +276,90 @@ def cmd_sim_render(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         raise UserError(str(e)) from None
     print(json.dumps({"out": str(args.out), **getattr(result, "summary", {})}))
+    return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """`1-3,7` -> [1, 2, 3, 7]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += range(int(lo), int(hi or lo) + 1)
+    return seeds
+
+
+def _sim_pairs(specs: list[str]) -> list[tuple[Path, int]]:
+    pairs = []
+    for spec in specs:
+        scenario, _, seeds = spec.rpartition(":")
+        try:
+            pairs += [(Path(scenario).resolve(), seed) for seed in _seeds(seeds)]
+        except ValueError:
+            raise UserError(f"{spec!r} is not SCENARIO:SEEDS (e.g. random.yaml:1-3)") from None
+        if not Path(scenario).is_file():
+            raise UserError(f"scenario {scenario} does not exist")
+    return pairs
+
+
+def _rendered(scenario: Path, seed: int, cache: Path) -> Path:
+    """A scenario rendered once per seed; a render cut short is redone, never half-used."""
+    from sim.render import render_scenario
+
+    out = cache / f"{scenario.stem}-{seed}"
+    if not (out / "truth.jsonl").exists():
+        logger.info("rendering %s seed %d into %s", scenario, seed, out)
+        partial = out.with_name(out.name + ".partial")
+        render_scenario(scenario, partial, seed=seed)
+        partial.rename(out)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detectors.training import TrainingError, parse_mot_source, train_bundled
+    from sim.dataset import export_yolo
+    from sim.scenario import ScenarioError
+
+    train_scenes, held_scenes = _sim_pairs(args.sim), _sim_pairs(args.val_sim)
+    if leaked := sorted(set(train_scenes) & set(held_scenes)):
+        raise UserError(f"held-out scenes are also training scenes: {leaked}")
+    if not held_scenes or not (train_scenes or args.sim_render_dir):
+        raise UserError("give training scenes (--sim or --sim-render-dir) and --val-sim scenes")
+    work = Path(args.work)
+    run = work / "train" / args.name
+    try:
+        mot, val_mot = map(lambda specs: [parse_mot_source(s) for s in specs], (args.mot, args.val_mot))
+        exports = {"sim-train": 0.2, "sim-heldout": 1.0}
+        if not all((run / name / "data.yaml").exists() for name in exports):
+            train_dirs = [_rendered(sc, seed, work / "sim") for sc, seed in train_scenes]
+            held_dirs = [_rendered(sc, seed, work / "sim") for sc, seed in held_scenes]
+            for name, dirs, every_n in (
+                ("sim-train", [*train_dirs, *map(Path, args.sim_render_dir)], args.every_n),
+                ("sim-heldout", held_dirs, args.val_every_n),
+            ):
+                shutil.rmtree(run / name, ignore_errors=True)
+                export_yolo(dirs, run / name, every_n=every_n, val_fraction=exports[name])
+        seeds = lambda pairs: ", ".join(f"`{sc.name}` seed {seed}" for sc, seed in pairs)  # noqa: E731
+        about = {
+            "simulator, training": seeds(train_scenes) + "".join(
+                f", `{d}`" for d in args.sim_render_dir) + f"; every {args.every_n}th frame",
+            "simulator, held out": seeds(held_scenes) + f"; every {args.val_every_n}th frame",
+            "footage, training": "; ".join(m.label for m in mot) or "none",
+            "footage, held out": "; ".join(m.label for m in val_mot) or "none",
+            "command": "bondwatch train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        }  # fmt: skip
+        result = train_bundled(
+            args.name, run / "sim-train" / "data.yaml", run / "sim-heldout" / "data.yaml",
+            mot, val_mot, run, Path(args.out), base=Path(args.base) if args.base else None,
+            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+            close_mosaic=args.close_mosaic, about=about,
+        )  # fmt: skip
+    except (TrainingError, ScenarioError) as e:
+        raise UserError(str(e)) from None
+    for where, per_class in result.scores.items():
+        for cls, score in per_class.items():
+            print(f"{where}: {cls} mAP50 {score.map50:.3f} (TP conf median {score.tp_conf_median:.2f},"
+                  f" p10 {score.tp_conf_p10:.2f})")  # fmt: skip
+    print(f"wrote {result.weights}, {result.onnx}, {result.card}")
     return 0
 
 

@@ -397,3 +397,431 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- The bundled multi-class model: simulator scenes plus labelled site footage ----------
+
+BUNDLED_NAMES: dict[int, str] = {0: "person", 1: "unit"}
+IMAGE_SUFFIXES = {".jpg", ".png"}
+
+
+@dataclass(frozen=True)
+class MotSource:
+    """Labelled frames ``first``-``last`` (1-based, inclusive) of a video, every ``step``-th."""
+
+    video: Path
+    gt: Path
+    first: int
+    last: int
+    step: int = 1
+
+    @property
+    def label(self) -> str:
+        every = f", every {self.step}th" if self.step > 1 else ""
+        return f"`{self.video.name}` frames {self.first}-{self.last}{every}"
+
+
+@dataclass(frozen=True)
+class EvalScore:
+    """One class on one held-out set: ultralytics' figures plus true-positive confidences."""
+
+    images: int
+    instances: int
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    tp_conf_p10: float
+    tp_conf_median: float
+    recall_at_04: float
+    recall_at_05: float
+
+
+@dataclass(frozen=True)
+class BundledResult:
+    """The shipped files of a multi-class run and its held-out scores per set and class."""
+
+    weights: Path
+    onnx: Path
+    card: Path
+    scores: dict[str, dict[str, EvalScore]]
+
+
+def parse_mot_source(text: str) -> MotSource:
+    """Parse ``VIDEO=GT.txt:FIRST-LAST[:STEP]``; frames past the labelled ones are refused."""
+    try:
+        video, rest = text.split("=", 1)
+        gt, frames, *step = rest.rsplit(":", 2) if rest.count(":") >= 2 else rest.rsplit(":", 1)
+        first, last = (int(v) for v in frames.split("-"))
+        source = MotSource(Path(video), Path(gt), first, last, int(step[0]) if step else 1)
+    except ValueError as exc:
+        raise TrainingError(f"{text!r} is not VIDEO=GT.txt:FIRST-LAST[:STEP]") from exc
+    for path in (source.video, source.gt):
+        if not path.is_file():
+            raise TrainingError(f"{path} does not exist")
+    labelled = max(read_mot(source.gt), default=0)
+    if not 1 <= source.first <= source.last <= labelled or source.step < 1:
+        raise TrainingError(f"{text!r}: frames must lie within the labelled frames 1-{labelled}, step >= 1")
+    return source
+
+
+def check_disjoint(train: list[MotSource], val: list[MotSource]) -> None:
+    """Refuse validation frames that training also reads: held-out must mean held out."""
+    for held in val:
+        for seen in train:
+            same = held.video.resolve() == seen.video.resolve()
+            if same and held.first <= seen.last and seen.first <= held.last:
+                raise TrainingError(
+                    f"validation frames {held.first}-{held.last} of {held.video} overlap "
+                    f"training frames {seen.first}-{seen.last}"
+                )
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link (same disk, no copy) or copy a file into the merged dataset."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _add_split(images: Path, prefix: str, out: Path, split: str, keep=lambda _: True) -> int:
+    """Link one split's images and labels (``images/x`` -> ``labels/x``) under ``out``."""
+    count = 0
+    for image in sorted(images.iterdir()):
+        if image.suffix not in IMAGE_SUFFIXES or not keep(image):
+            continue
+        label = images.parent.parent / "labels" / images.name / f"{image.stem}.txt"
+        _link(image, out / "images" / split / f"{prefix}{image.name}")
+        _link(label, out / "labels" / split / f"{prefix}{image.stem}.txt")
+        count += 1
+    return count
+
+
+def _mot_part(source: MotSource, out_dir: Path) -> Path:
+    """Convert one MOT source once (cached by its frame range); returns its images dir."""
+    part = out_dir / f"{source.video.stem}-{source.first}-{source.last}"
+    images = part / "images" / "all"
+    if not (part / "data.yaml").exists():
+        mot_to_yolo(
+            source.video, source.gt, part, frames=(1, source.last),
+            split={"all": (source.first, source.last)},
+        )  # fmt: skip
+    return images
+
+
+def _data_yaml(path: Path, root: Path, train: str, val: str, extra: dict | None = None) -> Path:
+    data = {"path": str(root.resolve()), "train": train, "val": val, "names": BUNDLED_NAMES}
+    path.write_text(yaml.safe_dump({**data, **(extra or {})}, sort_keys=False))
+    return path
+
+
+def merge_datasets(
+    sim_data: Path, sim_heldout: Path, mot_train: list[MotSource], mot_val: list[MotSource],
+    work: Path,
+) -> Path:  # fmt: skip
+    """Build the training dataset and the held-out evaluation sets; returns the training yaml.
+
+    ``sim_data`` is an export of the training scenes (its val split, the tail of each
+    training video, picks the best epoch); ``sim_heldout`` an export of scenes from seeds
+    never trained on, kept whole in its val split for the final scores only.
+    """
+    check_disjoint(mot_train, mot_val)
+    work = work.resolve()
+    merged = work / "dataset"
+    if merged.exists():
+        shutil.rmtree(merged)
+    for sub in ("images", "labels"):
+        for split in ("train", "val"):
+            (merged / sub / split).mkdir(parents=True)
+    sim_root = Path(sim_data).resolve().parent
+    counts = {
+        "sim train": _add_split(sim_root / "images" / "train", "sim_", merged, "train"),
+        "sim val": _add_split(sim_root / "images" / "val", "sim_", merged, "val"),
+    }
+    for kind, sources in (("train", mot_train), ("val", mot_val)):
+        for k, source in enumerate(sources):
+            images = _mot_part(source, work / "mot")
+
+            def keep(path: Path, s: MotSource = source) -> bool:
+                return (int(path.stem) - s.first) % s.step == 0
+
+            counts[f"mot {kind} {k}"] = _add_split(images, f"mot{k}_", merged, kind, keep)
+            if kind == "val":
+                label = f"{source.video.name} frames {source.first}-{source.last}"
+                _data_yaml(work / f"eval-2-mot{k}.yaml", images.parent.parent, "images/all",
+                           "images/all", {"label": label})  # fmt: skip
+    _data_yaml(work / "eval-1-sim.yaml", Path(sim_heldout).resolve().parent, "images/val",
+               "images/val", {"label": "simulator, held-out seeds"})  # fmt: skip
+    train_yaml = _data_yaml(merged / "data.yaml", merged, "images/train", "images/val",
+                            {"counts": counts})  # fmt: skip
+    logger.info("merged dataset %s: %s", merged, counts)
+    return train_yaml
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / ((box[2] - box[0]) * (box[3] - box[1]) + areas - inter + 1e-9)
+
+
+def true_positive_confidences(
+    weights: Path, data_yaml: Path, imgsz: int, conf: float = 0.1
+) -> dict[int, tuple[np.ndarray, int]]:
+    """Per class: confidences of detections matching a label (IoU >= 0.5), and label count.
+
+    The tracker's thresholds must sit below what true hits typically score; this measures
+    that on the same held-out images the card reports, at the detector's own floor ``conf``.
+    """
+    from ultralytics import YOLO
+
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    images_dir = Path(data["path"]) / data["val"]
+    model = YOLO(str(weights), task="detect")
+    hits: dict[int, list[float]] = defaultdict(list)
+    totals: dict[int, int] = defaultdict(int)
+    for image_path in sorted(p for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES):
+        result = model.predict(str(image_path), imgsz=imgsz, conf=conf, device="cpu",
+                               verbose=False)[0]  # fmt: skip
+        height, width = result.orig_shape
+        label = images_dir.parent.parent / "labels" / images_dir.name / f"{image_path.stem}.txt"
+        rows = np.array([list(map(float, ln.split())) for ln in label.read_text().splitlines()
+                         if ln.strip()]).reshape(-1, 5)  # fmt: skip
+        gt = np.column_stack([
+            rows[:, 0],
+            (rows[:, 1] - rows[:, 3] / 2) * width, (rows[:, 2] - rows[:, 4] / 2) * height,
+            (rows[:, 1] + rows[:, 3] / 2) * width, (rows[:, 2] + rows[:, 4] / 2) * height,
+        ])  # fmt: skip
+        boxes = result.boxes
+        dets = np.column_stack([boxes.xyxy.numpy(), boxes.conf.numpy(), boxes.cls.numpy()])
+        for cls in np.unique(np.concatenate([gt[:, 0], dets[:, 5]])).astype(int):
+            truth = gt[gt[:, 0] == cls, 1:]
+            totals[cls] += len(truth)
+            taken = np.zeros(len(truth), dtype=bool)
+            mine = dets[dets[:, 5] == cls]
+            for det in mine[np.argsort(-mine[:, 4])]:
+                if not len(truth):
+                    break
+                overlaps = np.where(taken, -1.0, _iou(det, truth))
+                best = int(np.argmax(overlaps))
+                if overlaps[best] >= 0.5:
+                    taken[best] = True
+                    hits[cls].append(float(det[4]))
+    return {cls: (np.array(hits[cls]), totals[cls]) for cls in totals}
+
+
+def score_heldout(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, EvalScore]:
+    """ultralytics' per-class validation plus the true-positive confidence profile."""
+    from ultralytics import YOLO
+
+    result = YOLO(str(weights)).val(
+        data=str(data_yaml), imgsz=imgsz, batch=8, device="cpu", plots=False, workers=0
+    )
+    profile = true_positive_confidences(weights, data_yaml, imgsz)
+    seen = {int(c): i for i, c in enumerate(result.box.ap_class_index)}
+    scores = {}
+    for cls, name in BUNDLED_NAMES.items():
+        if cls not in seen or not profile.get(cls, ((), 0))[1]:
+            continue
+        precision, recall, map50, map5095 = result.class_result(seen[cls])
+        hits, total = profile[cls]
+        scores[name] = EvalScore(
+            images=int(result.seen) if hasattr(result, "seen") else 0,
+            instances=total,
+            precision=float(precision),
+            recall=float(recall),
+            map50=float(map50),
+            map50_95=float(map5095),
+            tp_conf_p10=float(np.percentile(hits, 10)) if len(hits) else 0.0,
+            tp_conf_median=float(np.median(hits)) if len(hits) else 0.0,
+            recall_at_04=float((hits >= 0.4).sum() / total),
+            recall_at_05=float((hits >= 0.5).sum() / total),
+        )
+    return scores
+
+
+def shrink_onnx(path: Path) -> Path:
+    """Store the weights as float16 and cast them back to float32 when the graph loads.
+
+    Halves the file (a nano model fits the repository's size budget) while inference
+    still runs in float32: onnxruntime folds the casts into constants at session start.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < 16:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
+                                       f"{init.name}_fp16")  # fmt: skip
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+    nodes = [*casts, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def train_bundled(
+    name: str,
+    sim_data: Path,
+    sim_heldout: Path,
+    mot_train: list[MotSource],
+    mot_val: list[MotSource],
+    work: Path,
+    out: Path,
+    base: Path | None = None,
+    epochs: int = 15,
+    imgsz: int = 640,
+    batch: int = 16,
+    close_mosaic: int = 5,
+    about: dict[str, str] | None = None,
+) -> BundledResult:
+    """Train (or resume) the person+unit model, score it on held-out data, ship it to ``out``.
+
+    ``base`` is a trained checkpoint to fine-tune from (matching layers are transferred,
+    the head is rebuilt for two classes); without it the model starts from its YAML.
+    ``about`` holds lines for the card that only the caller knows (sources, the command).
+    """
+    from ultralytics import YOLO
+
+    work = Path(work).resolve()
+    run_dir = work / RUN_NAME
+    last_pt, best_pt = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
+    if last_pt.exists() and _finished(last_pt):
+        logger.info("run %s already finished; scoring and exporting only", run_dir)
+    elif last_pt.exists():
+        logger.info("resuming %s", last_pt)
+        YOLO(str(last_pt)).train(resume=True, workers=2, plots=False)
+    else:
+        data_yaml = merge_datasets(sim_data, sim_heldout, mot_train, mot_val, work)
+        start = str(base) if base else "yolo11n.yaml"
+        YOLO(start).train(
+            data=str(data_yaml),
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            workers=2,
+            cache="ram",
+            device="cpu",
+            amp=False,
+            plots=False,
+            pretrained=bool(base),
+            close_mosaic=close_mosaic,
+            project=str(work),
+            name=RUN_NAME,
+            exist_ok=True,
+            patience=max(epochs, 100),
+            deterministic=False,
+            verbose=True,
+        )
+    if not best_pt.exists():
+        raise TrainingError(f"training left no {best_pt}")
+    train_args = YOLO(str(best_pt)).ckpt.get("train_args", {})
+    imgsz = int(train_args.get("imgsz", imgsz))
+    scores = {label: score_heldout(best_pt, path, imgsz) for label, path in _eval_sets(work).items()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{name}.pt"
+    shutil.copy2(best_pt, weights)
+    onnx_path = out / f"{name}.onnx"
+    shutil.move(str(shrink_onnx(export_onnx(best_pt, imgsz))), onnx_path)
+    card = write_bundled_card(
+        out / f"{name}.md", name, yaml.safe_load((work / "dataset" / "data.yaml").read_text()),
+        train_args, scores, run_dir, about or {},
+    )  # fmt: skip
+    return BundledResult(weights=weights, onnx=onnx_path, card=card, scores=scores)
+
+
+def _eval_sets(work: Path) -> dict[str, Path]:
+    """The held-out sets a run was started with, read back from their data.yamls."""
+    sets = {}
+    for path in sorted(work.glob("eval-*.yaml")):
+        label = yaml.safe_load(path.read_text()).get("label", path.stem)
+        sets[label] = path
+    return sets
+
+
+def _epoch_seconds(run_dir: Path) -> list[float]:
+    """Seconds each epoch took, from the cumulative times ultralytics logs per epoch."""
+    results = run_dir / "results.csv"
+    if not results.exists():
+        return []
+    rows = [r.split(",") for r in results.read_text().splitlines()]
+    column = [h.strip() for h in rows[0]].index("time")
+    times = [float(r[column]) for r in rows[1:]]
+    return [b - a for a, b in zip([0.0, *times], times, strict=False)]
+
+
+def write_bundled_card(
+    path: Path,
+    name: str,
+    data: dict,
+    train_args: dict,
+    scores: dict[str, dict[str, EvalScore]],
+    run_dir: Path,
+    about: dict[str, str],
+) -> Path:
+    """Write ``models/<name>.md``: what the model saw, how it was trained, how it scores."""
+    epochs = _epoch_seconds(run_dir)
+    size = train_args.get("imgsz")
+    counts = data.get("counts", {})
+    rows = [
+        f"| {where} | {cls} | {s.instances} | {s.precision:.3f} | {s.recall:.3f} | "
+        f"{s.map50:.3f} | {s.map50_95:.3f} | {s.tp_conf_median:.2f} | {s.tp_conf_p10:.2f} | "
+        f"{s.recall_at_04:.3f} | {s.recall_at_05:.3f} |"
+        for where, per_class in scores.items()
+        for cls, s in per_class.items()
+    ]
+    facts = "\n".join(f"| {key} | {value} |" for key, value in about.items() if key != "command")
+    text = f"""# {name}
+
+A YOLO11n detector of people and handled units for BondWatch, trained on CPU from
+simulated workshop scenes (`bondwatch sim render`) and the labelled site calibration
+frames of PETS 2009 S2.L1.
+
+| | |
+| --- | --- |
+| classes | `{BUNDLED_NAMES}` |
+{facts}
+| images | {", ".join(f"{k}: {v}" for k, v in counts.items())} |
+| start | `{train_args.get("model")}` (matching layers transferred, head rebuilt for 2 classes) |
+| epochs | {len(epochs)} of {train_args.get("epochs")}, close_mosaic {train_args.get("close_mosaic")} |
+| augmentation | ultralytics defaults |
+| imgsz | {size}; the ONNX takes 1x3x{size}x{size} float RGB 0-1 |
+| batch | {train_args.get("batch")} |
+| time | CPU, {sum(epochs) / 60:.1f} min wall, {np.median(epochs) if epochs else 0:.0f} s per epoch (median) |
+| files | `{name}.pt` (fp16 weights), `{name}.onnx` (fp16-stored weights cast to fp32 at load) |
+
+## Held-out scores
+
+Never trained on.  P/R/mAP from ultralytics `val`; the confidence columns are for true
+positives (IoU >= 0.5, detector floor conf 0.1), and the last two are the recall left
+when detections below 0.4 / 0.5 are dropped (ByteTrack's high and new-track thresholds).
+
+| data | class | labels | P | R | mAP50 | mAP50-95 | TP conf median | TP conf p10 | R@0.4 | R@0.5 |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+## Reproduce
+
+```bash
+{about.get("command", "bondwatch train ...")}
+```
+
+Re-running the same command resumes an interrupted run from its `last.pt`; a finished
+run is only scored and exported again.
+"""
+    path.write_text(text)
+    return path

@@ -1,7 +1,8 @@
 """One thread per camera: keep a source open, feed its FrameSlot, report health, never give up.
 
 A camera that fails is retried with capped exponential backoff and reported through
-`on_state`; it never takes the other cameras down.
+`on_state`; it never takes the other cameras down. A camera that streams but is covered,
+moved, blurred or frozen is reported through `on_tamper`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from streams.recorder import Recorder
 from streams.recordings import RecordingStore
 from streams.slot import FrameSlot
 from streams.source import (
+    ClockSource,
     SourceError,
     SourceTimeout,
     VideoPacket,
@@ -28,6 +30,7 @@ from streams.source import (
     is_file_source,
     mask_url,
 )
+from streams.tamper import TamperConfig, TamperDetector, TamperEvent
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ class CameraHealth:
     for `stall_s`), offline (it failed or cannot be opened; retrying). `fps` is the measured
     input rate, `last_frame_ts` the wall-clock time of the newest frame (None before the first),
     `error` the last failure as one sentence with credentials masked ("" while live).
+    `tamper` names the tamper conditions raised now ("covered", "moved, blurred"; "" none).
+    `clock` is where frames' wall-clock times come from: the camera's RTCP/NTP time or our
+    arrival time; `drift_s` is the camera clock minus arrival time (None without RTCP).
     """
 
     camera: str
@@ -53,6 +59,9 @@ class CameraHealth:
     reconnects: int
     last_frame_ts: float | None
     error: str
+    tamper: str = ""
+    clock: ClockSource = "arrival"
+    drift_s: float | None = None
 
 
 class CameraStream:
@@ -66,6 +75,10 @@ class CameraStream:
     With a `recording` store, the same connection's packets are also recorded, without
     re-encoding, in segments of about `segment_s` (see `streams.recorder`); their video time is
     the frames' `t`. `recorder` is then set.
+
+    Every frame also goes past a `TamperDetector` (configured by `tamper`), which looks at a
+    small thumbnail twice a second of video time; its raised and cleared conditions go to
+    `on_tamper` and into the health's `tamper`.
     """
 
     def __init__(
@@ -82,11 +95,18 @@ class CameraStream:
         good_s: float = 60.0,
         recording: RecordingStore | None = None,
         segment_s: float = 10.0,
+        on_tamper: Callable[[TamperEvent], None] | None = None,
+        tamper: TamperConfig | None = None,
     ) -> None:
         self.camera = camera
         self.recorder = Recorder(recording, camera.id, segment_s=segment_s) if recording is not None else None
         self.slot = FrameSlot()
         self._on_state = on_state
+        self._on_tamper = on_tamper
+        self._tamper = TamperDetector(camera.id, tamper)
+        self._tampered = ""
+        self._clock: ClockSource = "arrival"
+        self._drift_s: float | None = None
         self._realtime = realtime
         self._loop_files = loop_files
         self._stall_s = stall_s
@@ -150,6 +170,9 @@ class CameraStream:
             reconnects=self._reconnects,
             last_frame_ts=self._last.ts if self._last else None,
             error=self._error,
+            tamper=self._tampered,
+            clock=self._clock,
+            drift_s=self._drift_s,
         )
 
     def _set_state(self, state: State, error: str = "") -> None:
@@ -226,6 +249,8 @@ class CameraStream:
                 realtime=self._realtime and source.is_file, stop=self._stop, on_packet=on_packet
             )
             for frame in frames:
+                with self._lock:
+                    self._clock, self._drift_s = source.clock, source.drift_s
                 self._deliver(frame, first=got == 0)
                 got += 1
                 if source.decode_errors:
@@ -275,3 +300,18 @@ class CameraStream:
         self.slot.put(frame)
         if self._state != "live":
             self._set_state("live")
+        self._check_tamper(frame)
+
+    def _check_tamper(self, frame: Frame) -> None:
+        events = self._tamper.feed(frame)
+        if not events:
+            return
+        with self._lock:
+            self._tampered = ", ".join(self._tamper.active)
+        for event in events:
+            if self._on_tamper is None:
+                continue
+            try:
+                self._on_tamper(event)
+            except Exception:
+                logger.exception("camera %s: the on_tamper callback failed", self.camera.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,11 +30,16 @@ from streams.frame import Frame
 logger = logging.getLogger(__name__)
 
 Transport = Literal["tcp", "udp"]
+ClockSource = Literal["rtcp", "arrival"]  # where a frame's wall-clock time comes from
 
 # Give up on a source whose packets keep failing: it is broken, not merely noisy.
 MAX_CONSECUTIVE_ERRORS = 50
 # How long RTSP probing may take; the SDP already names the codec, so a second is plenty.
 RTSP_ANALYZE_US = 500_000
+# A camera clock further than this from our own is wrong, not more precise: stamp by arrival.
+MAX_CAMERA_CLOCK_ERROR_S = 5.0
+# Weight of each new RTCP-timed packet in the smoothed camera-minus-arrival drift.
+DRIFT_SMOOTHING = 0.05
 _URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _SECRET_QUERY = re.compile(
@@ -77,7 +83,7 @@ class VideoPacket:
 
     `t` is its presentation time in seconds on the same clock as the `Frame.t` of that
     connection, `delay` how much earlier it is decoded than shown (B-frames; 0 without),
-    `ts` the wall-clock time it arrived.
+    `ts` its wall-clock time: capture time by the camera's clock where known, else arrival.
     """
 
     t: float
@@ -105,7 +111,7 @@ class _PacketClock:
         self._origin: float | None = None
         self._next_t = 0.0
 
-    def stamp(self, packet: av.Packet) -> VideoPacket:
+    def stamp(self, packet: av.Packet, ts: float) -> VideoPacket:
         tb = packet.time_base or self._fmt.time_base
         duration = float(packet.duration * tb) if packet.duration and tb else self._step
         delay = 0.0
@@ -121,13 +127,59 @@ class _PacketClock:
         self._next_t = max(self._next_t, t + duration)
         return VideoPacket(
             t=t,
-            ts=time.time(),
+            ts=ts,
             duration=duration,
             delay=delay,
             keyframe=bool(packet.is_keyframe),
             data=bytes(packet),
             format=self._fmt,
         )
+
+
+class _CameraClock:
+    """Wall-clock capture time from the camera's own clock, where its RTSP stream carries it.
+
+    FFmpeg's RTP demuxer turns each RTCP sender report (the camera's NTP time for an RTP
+    timestamp) into "prft" side data on the packets after it: the camera's wall-clock time of
+    that packet, in microseconds. From it we keep `origin` (camera time minus presentation
+    time) and stamp every frame as `origin + pts`, free of network and buffering jitter. Before
+    the first report, without reports (files, cameras that send none), or when the camera's
+    clock is more than MAX_CAMERA_CLOCK_ERROR_S off ours, frames keep their arrival time.
+    `drift_s` is the camera clock minus our arrival time, smoothed: clock offset plus latency.
+    """
+
+    def __init__(self, camera: str, url: str) -> None:
+        self._who = f"camera {camera}: " if camera else ""
+        self._url = url
+        self.origin: float | None = None
+        self.drift_s: float | None = None
+        self._distrusted = False
+
+    def observe(self, packet: av.Packet, arrival: float) -> None:
+        tb = packet.time_base
+        if packet.pts is None or not tb or not packet.has_sidedata("prft"):
+            return
+        camera_ts = struct.unpack_from("<q", bytes(packet.get_sidedata("prft")))[0] / 1e6
+        drift = camera_ts - arrival
+        d = drift if self.drift_s is None else self.drift_s + DRIFT_SMOOTHING * (drift - self.drift_s)
+        self.drift_s = d
+        if abs(d) > MAX_CAMERA_CLOCK_ERROR_S:
+            if not self._distrusted:
+                logger.warning(
+                    "%sthe clock of %s is %.1f s off ours: stamping frames by arrival instead",
+                    self._who, self._url, d,
+                )  # fmt: skip
+            self._distrusted = True
+            self.origin = None
+            return
+        self._distrusted = False
+        self.origin = camera_ts - float(packet.pts * tb)
+
+    def wall(self, pts: int | None, tb: Fraction | None, arrival: float) -> float:
+        """Capture time of a packet or frame with presentation timestamp `pts`."""
+        if self.origin is None or pts is None or not tb:
+            return arrival
+        return self.origin + float(pts * tb)
 
 
 def mask_url(text: str) -> str:
@@ -162,6 +214,7 @@ class VideoSource:
         self.url = mask_url(url)
         self.is_file = is_file_source(url)
         self.decode_errors = 0
+        self._camera_clock = _CameraClock(camera, self.url)
         self._read_timeout_s = read_timeout_s
         self._who = f"camera {camera}: " if camera else ""
         options: dict[str, str] = {}
@@ -204,6 +257,16 @@ class VideoSource:
             self.nominal_fps,
         )
 
+    @property
+    def clock(self) -> ClockSource:
+        """Where frames' `ts` comes from now: the camera's RTCP/NTP time or our arrival time."""
+        return "rtcp" if self._camera_clock.origin is not None else "arrival"
+
+    @property
+    def drift_s(self) -> float | None:
+        """Camera clock minus arrival time, smoothed; None when the camera sends no clock."""
+        return self._camera_clock.drift_s
+
     def __enter__(self) -> VideoSource:
         return self
 
@@ -229,6 +292,7 @@ class VideoSource:
         """Decode to BGR frames until the end; `realtime` paces a file at its own speed.
 
         `t` is the presentation time minus the first frame's, strictly increasing; `ts` is the
+        camera's capture time where its RTCP sender reports give one (`clock` "rtcp"), else the
         wall-clock time when the frame was decoded (for a paced file: when it was released);
         `index` counts from 0. Pacing waits on `stop`, so a paced file ends early when it is set.
         `on_packet` gets every demuxed packet before it is decoded: the recorder's feed from
@@ -258,8 +322,11 @@ class VideoSource:
             except (av.error.FFmpegError, OSError) as e:
                 reason = _reason(e, network=not self.is_file)
                 raise SourceError(f"{self._who}lost {self.url}: {reason}") from None
+            arrival = time.time()
+            self._camera_clock.observe(packet, arrival)
             if on_packet is not None and packet.size:
-                on_packet(clock.stamp(packet))
+                ts = self._camera_clock.wall(packet.pts, packet.time_base, arrival)
+                on_packet(clock.stamp(packet, ts))
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError:
@@ -284,7 +351,7 @@ class VideoSource:
                     camera=self.camera,
                     index=index,
                     t=t,
-                    ts=time.time(),
+                    ts=self._camera_clock.wall(vframe.pts, tb, time.time()),
                     image=vframe.to_ndarray(format="bgr24"),
                 )
                 index += 1
@@ -295,7 +362,7 @@ class VideoSource:
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size:
-                    yield clock.stamp(packet)
+                    yield clock.stamp(packet, time.time())
         except (av.error.FFmpegError, OSError) as e:
             reason = _reason(e, network=not self.is_file)
             raise SourceError(f"{self._who}cannot read {self.url}: {reason}") from None

@@ -89,9 +89,9 @@ def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     Float, so that averaging keeps the sensor noise that tells a live picture from a frozen one.
     """
     h, w = image.shape[:2]
-    small = cv2.resize(image, (width, max(GRID, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    return grey.astype(np.float32)
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    size = (width, max(GRID, round(h * width / w)))
+    return cv2.resize(grey.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass

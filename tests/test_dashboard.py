@@ -477,6 +477,7 @@ PROTECTED = [
     ("GET", "/api/alerts"),
     ("POST", "/api/webrtc/offer"),
     ("GET", "/api/status"),
+    ("POST", "/api/scans"),
     ("GET", "/api/me"),
     ("POST", "/api/logout"),
     ("WS", "/ws/alerts"),
