@@ -205,13 +205,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bondwatch.demo import DemoError, demo_site
+    from bondwatch.demo import DemoError, prepare_demo
     from bondwatch.service import ServiceError, serve
 
     data = Path(args.data)
     try:
-        site = load_site(args.site) if args.site else demo_site(data)
-        return serve(site, data, host=args.host, port=args.port, model=_detector(args.model))
+        site = load_site(args.site) if args.site else None
+        detector = _detector(args.model)
+        demo = None
+        if site is None:
+            demo = prepare_demo(data)
+            site = demo.site
+        return serve(site, data, host=args.host, port=args.port, model=detector, demo=demo)
     except (DemoError, ServiceError) as e:
         raise UserError(str(e)) from None
 

@@ -1,75 +1,122 @@
-"""The built-in demo site used by `bondwatch run` when no site file is given.
+"""The built-in demo used by `bondwatch run` with no site file: a simulated workshop.
 
-For now it loops the PETS 2009 clip (real outdoor footage) from the `shared/` folder beside
-the checkout, or from BONDWATCH_DEMO_VIDEO; simulated workshop cameras replace it once the
-simulator and a model trained on it land.
+On first start the demo scenario (examples/scenarios/demo.yaml, three cameras, 150 s) is
+rendered once under the data directory; its videos then loop as cameras, and its scan feed
+is played onto the scan stream in step with them, as the factory's scanners would send it.
+Nothing outside the repository is needed.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
+import json
+import logging
+import math
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bondwatch.site import Site, parse_site
+from bondwatch.scanbus import LiveScan, ScanBus
+from bondwatch.scans import ScanEvent, load_scans
+from bondwatch.site import Site, load_site
+
+logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-PETS = REPO.parent / "shared" / "data" / "pets2009-s2l1" / "vtest.avi"
+SCENARIO = REPO / "examples" / "scenarios" / "demo.yaml"
+SEED = 0
 
-DEMO_SITE = """
-name: BondWatch demo (PETS 2009 footage)
-cameras:
-  - id: plaza
-    name: Plaza / 广场
-    url: {video}
-    detect_fps: 5
-  - id: road
-    name: Road / 道路
-    url: {video}
-    detect_fps: 5
-zones:
-  - id: cage-east
-    name: Bonded cage (east) / 保税仓（东）
-    camera: plaza
-    kind: restricted
-    polygon: [[450, 195], [700, 160], [768, 250], [768, 470], [600, 420], [450, 330]]
-  - id: old-parts
-    name: Old-parts cage / 旧件笼
-    camera: road
-    kind: restricted
-    dwell_s: 0.5
-    polygon: [[120, 220], [330, 205], [345, 320], [130, 330]]
-"""
+# (video time t, wall-clock ts) of the newest frame a camera has shown, or None.
+Position = Callable[[str], tuple[float, float] | None]
 
 
 class DemoError(Exception):
     pass
 
 
-def demo_site(data_dir: Path) -> Site:
-    src = Path(os.environ.get("BONDWATCH_DEMO_VIDEO", PETS))
-    if not src.is_file():
-        raise DemoError(
-            f"the demo needs the PETS clip at {src}: set BONDWATCH_DEMO_VIDEO to a video file"
-            " or pass --site SITE.yaml"
-        )
-    return parse_site(DEMO_SITE.format(video=_as_h264(src, data_dir / "demo")), "<demo site>")
+@dataclass(frozen=True)
+class Demo:
+    site: Site
+    scans: list[ScanEvent]  # replay form: `t` in the station camera's video time
+    loop_s: float  # the videos' length: cameras loop them, video time keeps counting
 
 
-def _as_h264(src: Path, out_dir: Path) -> Path:
-    """The clip as H.264 in MP4, made once: what IP cameras send, and what recording stores."""
-    dst = out_dir / f"{src.stem}.mp4"
-    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
-        return dst
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".part.mp4")
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), "-an", "-c:v", "libx264",
-           "-preset", "veryfast", "-g", "10", "-bf", "0", "-pix_fmt", "yuv420p", str(tmp)]  # fmt: skip
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    except FileNotFoundError:
-        raise DemoError("the demo needs ffmpeg to prepare its video: run `make run`") from None
-    except subprocess.CalledProcessError as e:
-        raise DemoError(f"ffmpeg could not convert {src}: {e.stderr.decode()[-200:]}") from None
-    tmp.replace(dst)
-    return dst
+def prepare_demo(data_dir: Path) -> Demo:
+    """Render the demo scenario once (a few minutes), then reuse it."""
+    from sim.render import render_scenario
+    from sim.scenario import ScenarioError
+
+    out = data_dir / "demo" / f"seed{SEED}"
+    done = out / "rendered.json"
+    if not done.is_file() or done.stat().st_mtime < SCENARIO.stat().st_mtime:
+        print("First start: rendering the demo workshop cameras (once, a few minutes)...", flush=True)
+        try:
+            result = render_scenario(SCENARIO, out, seed=SEED, progress=_progress)
+        except ScenarioError as e:
+            raise DemoError(str(e)) from None
+        print(file=sys.stderr, flush=True)
+        done.write_text(json.dumps({"frames": result.frames, "fps": result.fps}))
+    meta = json.loads(done.read_text())
+    return Demo(
+        site=load_site(out / "site.yaml"),
+        scans=load_scans(out / "scans.jsonl"),
+        loop_s=meta["frames"] / meta["fps"],
+    )
+
+
+def _progress(done: int, total: int) -> None:
+    if done == total or done % max(1, total // 50) == 0:
+        print(f"\r  rendered {done}/{total} frames ({100 * done // total}%)", end="", file=sys.stderr)
+
+
+class DemoScanner(threading.Thread):
+    """Publishes each scripted scan when its station camera shows that moment of the loop."""
+
+    def __init__(self, demo: Demo, bus: ScanBus, position: Position):
+        super().__init__(name="demo-scanner", daemon=True)
+        self.bus = bus
+        self.position = position
+        self.loop_s = demo.loop_s
+        camera_of = {z.station: z.camera for z in demo.site.zones if z.station}
+        self.scans: dict[str, list[ScanEvent]] = {}
+        for scan in demo.scans:
+            if scan.kind == "scan" and scan.station in camera_of and scan.t is not None:
+                self.scans.setdefault(camera_of[scan.station], []).append(scan)
+        self.last_t: dict[str, float] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.1):
+            for camera, scans in self.scans.items():
+                pos = self.position(camera)
+                if pos is not None:
+                    self._play(camera, scans, *pos)
+
+    def _play(self, camera: str, scans: list[ScanEvent], t: float, ts: float) -> None:
+        last = self.last_t.get(camera)
+        self.last_t[camera] = t
+        if last is None or t <= last:
+            return
+        due = []
+        for i, scan in enumerate(scans):
+            assert scan.t is not None
+            for k in range(math.floor(last / self.loop_s), math.floor(t / self.loop_s) + 1):
+                at = scan.t + k * self.loop_s
+                if last < at <= t:
+                    due.append(
+                        LiveScan(
+                            id=f"demo-{camera}-{k}-{i}",
+                            station=scan.station,
+                            serial=scan.serial,
+                            ts=datetime.fromtimestamp(ts - (t - at), UTC),
+                        )
+                    )
+        if due:
+            self.bus.publish(due)
+            logger.info("demo scanner: %d scan(s) at %s", len(due), camera)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(2)

@@ -26,8 +26,9 @@ from alerts.store import AlertStore
 from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
 from bondwatch.db import database_url
+from bondwatch.demo import Demo, DemoScanner
 from bondwatch.redis_server import RedisServer, RedisServerError
-from bondwatch.scanbus import ScanReader
+from bondwatch.scanbus import ScanBus, ScanReader
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
 from dashboard.app import create_app
@@ -98,6 +99,11 @@ class Cameras:
         if stream is None:
             return None, None
         return stream.slot.peek(), self.batches.get(camera)
+
+    def position(self, camera: str) -> tuple[float, float] | None:
+        """Video time and wall-clock time of the newest frame of `camera`."""
+        frame = self.streams[camera].slot.peek()
+        return (frame.t, frame.ts) if frame is not None else None
 
     def health(self) -> dict[str, CameraHealth]:
         return {cid: s.health() for cid, s in self.streams.items()}
@@ -222,11 +228,15 @@ class DetectionWorker(threading.Thread):
         self.join(timeout_s)
 
 
-def serve(site: Site, data_dir: Path, *, host: str, port: int, model: Detector) -> int:
-    return asyncio.run(_serve(site, data_dir, host=host, port=port, model=model))
+def serve(
+    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None = None
+) -> int:
+    return asyncio.run(_serve(site, data_dir, host=host, port=port, model=model, demo=demo))
 
 
-async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Detector) -> int:
+async def _serve(
+    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None
+) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded: RedisServer | None = None
     redis_url = os.environ.get("REDIS_URL")
@@ -258,6 +268,7 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
     backlog_s = max((z.scan_before_s + z.scan_grace_s for z in stations), default=0.0)
     listener = ScanListener(ScanReader(redis_url, since_s=backlog_s))
     worker = DetectionWorker(cameras, Pipeline(site, model), sink, listener.scans)
+    scanner = DemoScanner(demo, ScanBus(redis_url), cameras.position) if demo is not None else None
     app = create_app(cameras, store, bus, accounts, title=site.name)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -269,10 +280,14 @@ async def _serve(site: Site, data_dir: Path, *, host: str, port: int, model: Det
             stream.start()
         listener.start()
         worker.start()
+        if scanner is not None:
+            scanner.start()
         print(f"BondWatch dashboard: http://{host}:{port}/  ({len(site.cameras)} cameras)", flush=True)
         await server.serve()
     finally:
         logger.info("shutting down")
+        if scanner is not None:
+            scanner.stop()
         worker.stop()
         listener.stop()
         if listener.reader.bad:

@@ -337,12 +337,17 @@ Training resumes from `.work/person/run/weights/last.pt` when interrupted.
 
 
 def predict_boxes(
-    weights: Path, images: list[np.ndarray], imgsz: int | None = None, conf: float = 0.001
+    weights: Path,
+    images: list[np.ndarray],
+    imgsz: int | None = None,
+    conf: float = 0.001,
+    with_class: bool = False,
 ) -> list[np.ndarray]:
     """Run a trained model (.pt or .onnx) over BGR images; one (n, 5) x1,y1,x2,y2,conf array each.
 
     This is for measuring a model (benches, tests); the live pipeline uses
     ``detectors/yolo.py``.  A low default ``conf`` keeps the whole precision-recall curve.
+    ``with_class`` appends the class index as a sixth column, for multi-class models.
     """
     from ultralytics import YOLO
 
@@ -352,11 +357,10 @@ def predict_boxes(
         kwargs = {"imgsz": imgsz} if imgsz else {}
         result = model.predict(image, conf=conf, device="cpu", verbose=False, **kwargs)[0]
         boxes = result.boxes
-        out.append(
-            np.concatenate([boxes.xyxy.numpy(), boxes.conf.numpy()[:, None]], axis=1)
-            if len(boxes)
-            else np.zeros((0, 5), dtype=np.float32)
-        )
+        columns = [boxes.xyxy.numpy(), boxes.conf.numpy()[:, None]]
+        if with_class:
+            columns.append(boxes.cls.numpy()[:, None])
+        out.append(np.concatenate(columns, axis=1).astype(np.float32))
     return out
 
 
@@ -570,49 +574,83 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return inter / ((box[2] - box[0]) * (box[3] - box[1]) + areas - inter + 1e-9)
 
 
-def true_positive_confidences(
-    weights: Path, data_yaml: Path, imgsz: int, conf: float = 0.1
-) -> dict[int, tuple[np.ndarray, int]]:
-    """Per class: confidences of detections matching a label (IoU >= 0.5), and label count.
+@dataclass(frozen=True)
+class ClassMatch:
+    """One class on some images: confidences of true hits, labels, and false detections."""
 
-    The tracker's thresholds must sit below what true hits typically score; this measures
-    that on the same held-out images the card reports, at the detector's own floor ``conf``.
+    hits: tuple[float, ...]
+    labels: int
+    false: int
+
+    @property
+    def recall(self) -> float:
+        return len(self.hits) / self.labels if self.labels else 0.0
+
+    @property
+    def precision(self) -> float:
+        found = len(self.hits) + self.false
+        return len(self.hits) / found if found else 0.0
+
+
+def match_detections(
+    dets: list[np.ndarray], truth: list[np.ndarray], iou: float = 0.5
+) -> dict[int, ClassMatch]:
+    """Greedy per-class matching by confidence over many images.
+
+    ``dets`` rows are x1,y1,x2,y2,conf,cls (``predict_boxes(..., with_class=True)``);
+    ``truth`` rows are cls,x1,y1,x2,y2 in pixels.
     """
-    from ultralytics import YOLO
-
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    images_dir = Path(data["path"]) / data["val"]
-    model = YOLO(str(weights), task="detect")
     hits: dict[int, list[float]] = defaultdict(list)
-    totals: dict[int, int] = defaultdict(int)
-    for image_path in sorted(p for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES):
-        result = model.predict(str(image_path), imgsz=imgsz, conf=conf, device="cpu",
-                               verbose=False)[0]  # fmt: skip
-        height, width = result.orig_shape
-        label = images_dir.parent.parent / "labels" / images_dir.name / f"{image_path.stem}.txt"
-        rows = np.array([list(map(float, ln.split())) for ln in label.read_text().splitlines()
-                         if ln.strip()]).reshape(-1, 5)  # fmt: skip
-        gt = np.column_stack([
-            rows[:, 0],
-            (rows[:, 1] - rows[:, 3] / 2) * width, (rows[:, 2] - rows[:, 4] / 2) * height,
-            (rows[:, 1] + rows[:, 3] / 2) * width, (rows[:, 2] + rows[:, 4] / 2) * height,
-        ])  # fmt: skip
-        boxes = result.boxes
-        dets = np.column_stack([boxes.xyxy.numpy(), boxes.conf.numpy(), boxes.cls.numpy()])
-        for cls in np.unique(np.concatenate([gt[:, 0], dets[:, 5]])).astype(int):
-            truth = gt[gt[:, 0] == cls, 1:]
-            totals[cls] += len(truth)
-            taken = np.zeros(len(truth), dtype=bool)
-            mine = dets[dets[:, 5] == cls]
+    labels: dict[int, int] = defaultdict(int)
+    false: dict[int, int] = defaultdict(int)
+    for found, gt in zip(dets, truth, strict=True):
+        for cls in np.unique(np.concatenate([gt[:, 0], found[:, 5]])).astype(int):
+            boxes = gt[gt[:, 0] == cls, 1:]
+            labels[cls] += len(boxes)
+            taken = np.zeros(len(boxes), dtype=bool)
+            mine = found[found[:, 5] == cls]
             for det in mine[np.argsort(-mine[:, 4])]:
-                if not len(truth):
-                    break
-                overlaps = np.where(taken, -1.0, _iou(det, truth))
+                overlaps = np.where(taken, -1.0, _iou(det, boxes)) if len(boxes) else np.zeros(1)
                 best = int(np.argmax(overlaps))
-                if overlaps[best] >= 0.5:
+                if overlaps[best] >= iou:
                     taken[best] = True
                     hits[cls].append(float(det[4]))
-    return {cls: (np.array(hits[cls]), totals[cls]) for cls in totals}
+                else:
+                    false[cls] += 1
+    return {
+        cls: ClassMatch(tuple(hits[cls]), labels[cls], false[cls])
+        for cls in sorted(labels.keys() | false.keys())
+    }
+
+
+def yolo_truth(label_file: Path, width: int, height: int) -> np.ndarray:
+    """A YOLO label file as rows of cls,x1,y1,x2,y2 in pixels."""
+    rows = np.array(
+        [list(map(float, line.split())) for line in label_file.read_text().splitlines() if line.strip()]
+    ).reshape(-1, 5)
+    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    return np.column_stack([rows[:, 0], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def true_positive_confidences(
+    weights: Path, data_yaml: Path, imgsz: int, conf: float = 0.1
+) -> tuple[dict[int, ClassMatch], int]:
+    """Per-class matches on a dataset's val images at the detector's floor ``conf``; image count.
+
+    The tracker's thresholds must sit below what true hits typically score; this measures
+    that on the same held-out images the card reports.
+    """
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    images_dir = Path(data["path"]) / data["val"]
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES)
+    dets, truth = [], []
+    for chunk in range(0, len(paths), 32):  # bounded memory for long held-out sets
+        images = [cv2.imread(str(path)) for path in paths[chunk : chunk + 32]]
+        dets += predict_boxes(weights, images, imgsz=imgsz, conf=conf, with_class=True)
+        for path, image in zip(paths[chunk : chunk + 32], images, strict=True):
+            label = images_dir.parent.parent / "labels" / images_dir.name / f"{path.stem}.txt"
+            truth.append(yolo_truth(label, image.shape[1], image.shape[0]))
+    return match_detections(dets, truth), len(paths)
 
 
 def score_heldout(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, EvalScore]:
@@ -622,25 +660,26 @@ def score_heldout(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, EvalS
     result = YOLO(str(weights)).val(
         data=str(data_yaml), imgsz=imgsz, batch=8, device="cpu", plots=False, workers=0
     )
-    profile = true_positive_confidences(weights, data_yaml, imgsz)
+    profile, images = true_positive_confidences(weights, data_yaml, imgsz)
     seen = {int(c): i for i, c in enumerate(result.box.ap_class_index)}
     scores = {}
     for cls, name in BUNDLED_NAMES.items():
-        if cls not in seen or not profile.get(cls, ((), 0))[1]:
+        match = profile.get(cls)
+        if cls not in seen or match is None or not match.labels:
             continue
         precision, recall, map50, map5095 = result.class_result(seen[cls])
-        hits, total = profile[cls]
+        hits = np.array(match.hits)
         scores[name] = EvalScore(
-            images=int(result.seen) if hasattr(result, "seen") else 0,
-            instances=total,
+            images=images,
+            instances=match.labels,
             precision=float(precision),
             recall=float(recall),
             map50=float(map50),
             map50_95=float(map5095),
             tp_conf_p10=float(np.percentile(hits, 10)) if len(hits) else 0.0,
             tp_conf_median=float(np.median(hits)) if len(hits) else 0.0,
-            recall_at_04=float((hits >= 0.4).sum() / total),
-            recall_at_05=float((hits >= 0.5).sum() / total),
+            recall_at_04=float((hits >= 0.4).sum() / match.labels),
+            recall_at_05=float((hits >= 0.5).sum() / match.labels),
         )
     return scores
 

@@ -40,6 +40,8 @@ RTSP_ANALYZE_US = 500_000
 MAX_CAMERA_CLOCK_ERROR_S = 5.0
 # Weight of each new RTCP-timed packet in the smoothed camera-minus-arrival drift.
 DRIFT_SMOOTHING = 0.05
+# Two packets' camera times agree when they map presentation time to the same wall clock.
+CLOCK_AGREEMENT_S = 0.001
 _URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _SECRET_QUERY = re.compile(
@@ -146,6 +148,9 @@ class _CameraClock:
     the first report, without reports (files, cameras that send none), or when the camera's
     clock is more than MAX_CAMERA_CLOCK_ERROR_S off ours, frames keep their arrival time.
     `drift_s` is the camera clock minus our arrival time, smoothed: clock offset plus latency.
+
+    The packet right after a report can be stamped a frame late (the report's RTP time lies
+    ahead of it), so a new origin is adopted only once two packets in a row agree on it.
     """
 
     def __init__(self, camera: str, url: str) -> None:
@@ -153,6 +158,7 @@ class _CameraClock:
         self._url = url
         self.origin: float | None = None
         self.drift_s: float | None = None
+        self._candidate: float | None = None
         self._distrusted = False
 
     def observe(self, packet: av.Packet, arrival: float) -> None:
@@ -160,6 +166,10 @@ class _CameraClock:
         if packet.pts is None or not tb or not packet.has_sidedata("prft"):
             return
         camera_ts = struct.unpack_from("<q", bytes(packet.get_sidedata("prft")))[0] / 1e6
+        origin = camera_ts - float(packet.pts * tb)
+        candidate, self._candidate = self._candidate, origin
+        if candidate is None or abs(origin - candidate) > CLOCK_AGREEMENT_S:
+            return
         drift = camera_ts - arrival
         d = drift if self.drift_s is None else self.drift_s + DRIFT_SMOOTHING * (drift - self.drift_s)
         self.drift_s = d
@@ -173,7 +183,7 @@ class _CameraClock:
             self.origin = None
             return
         self._distrusted = False
-        self.origin = camera_ts - float(packet.pts * tb)
+        self.origin = origin
 
     def wall(self, pts: int | None, tb: Fraction | None, arrival: float) -> float:
         """Capture time of a packet or frame with presentation timestamp `pts`."""
