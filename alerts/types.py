@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-AlertType = Literal["unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online"]
+AlertType = Literal[
+    "unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online", "camera_tamper"
+]
 
 
 @dataclass(frozen=True)

@@ -306,6 +306,10 @@ def _sim_pairs(specs: list[str]) -> list[tuple[Path, int]]:
     return pairs
 
 
+def _scene_list(pairs: list[tuple[Path, int]]) -> str:
+    return ", ".join(f"`{scenario.name}` seed {seed}" for scenario, seed in pairs)
+
+
 def _rendered(scenario: Path, seed: int, cache: Path) -> Path:
     """A scenario rendered once per seed; a render cut short is redone, never half-used."""
     from sim.render import render_scenario
@@ -332,7 +336,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     work = Path(args.work)
     run = work / "train" / args.name
     try:
-        mot, val_mot = map(lambda specs: [parse_mot_source(s) for s in specs], (args.mot, args.val_mot))
+        mot = [parse_mot_source(spec) for spec in args.mot]
+        val_mot = [parse_mot_source(spec) for spec in args.val_mot]
         exports = {"sim-train": 0.2, "sim-heldout": 1.0}
         if not all((run / name / "data.yaml").exists() for name in exports):
             train_dirs = [_rendered(sc, seed, work / "sim") for sc, seed in train_scenes]
@@ -343,14 +348,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             ):
                 shutil.rmtree(run / name, ignore_errors=True)
                 export_yolo(dirs, run / name, every_n=every_n, val_fraction=exports[name])
-        seeds = lambda pairs: ", ".join(f"`{sc.name}` seed {seed}" for sc, seed in pairs)  # noqa: E731
+        trained_on = [_scene_list(train_scenes)] if train_scenes else []
+        trained_on += [f"`{d}`" for d in args.sim_render_dir]
         about = {
-            "simulator, training": seeds(train_scenes) + "".join(
-                f", `{d}`" for d in args.sim_render_dir) + f"; every {args.every_n}th frame",
-            "simulator, held out": seeds(held_scenes) + f"; every {args.val_every_n}th frame",
+            "simulator, training": ", ".join(trained_on) + f"; every {args.every_n}th frame",
+            "simulator, held out": _scene_list(held_scenes) + f"; every {args.val_every_n}th frame",
             "footage, training": "; ".join(m.label for m in mot) or "none",
             "footage, held out": "; ".join(m.label for m in val_mot) or "none",
-            "command": "bondwatch train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+            "command": shlex.join(["bondwatch", *sys.argv[1:]]),
         }  # fmt: skip
         result = train_bundled(
             args.name, run / "sim-train" / "data.yaml", run / "sim-heldout" / "data.yaml",

@@ -38,6 +38,7 @@ from streams.camera import CameraHealth, CameraStream
 from streams.frame import Frame
 from streams.rate import RateSampler
 from streams.recordings import RecordingStore, open_store
+from streams.tamper import TamperEvent
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,11 @@ class Cameras:
         self.sink = sink
         self.streams = {
             c.id: CameraStream(
-                c, on_state=self._on_state, recording=recording, segment_s=site.recording.segment_s
+                c,
+                on_state=self._on_state,
+                on_tamper=self._on_tamper,
+                recording=recording,
+                segment_s=site.recording.segment_s,
             )
             for c in site.cameras
         }
@@ -116,6 +121,12 @@ class Cameras:
         elif h.state == "live" and h.camera in self._offline:
             self._offline.discard(h.camera)
             self._emit("camera_online", h, f"camera {h.camera} is live again")
+
+    def _on_tamper(self, e: TamperEvent) -> None:
+        """A camera that streams but no longer shows the scene is blind too; its return is logged."""
+        if e.active:
+            alert = Alert(type="camera_tamper", camera=e.camera, t=e.t, ts=e.ts, explanation=e.detail)
+            self.sink.emit(alert)
 
     def _emit(self, kind: AlertType, h: CameraHealth, explanation: str) -> None:
         last = self.streams[h.camera].slot.peek()

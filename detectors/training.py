@@ -817,7 +817,7 @@ def write_bundled_card(
     size = train_args.get("imgsz")
     counts = data.get("counts", {})
     rows = [
-        f"| {where} | {cls} | {s.instances} | {s.precision:.3f} | {s.recall:.3f} | "
+        f"| {where} | {cls} | {s.images} | {s.instances} | {s.precision:.3f} | {s.recall:.3f} | "
         f"{s.map50:.3f} | {s.map50_95:.3f} | {s.tp_conf_median:.2f} | {s.tp_conf_p10:.2f} | "
         f"{s.recall_at_04:.3f} | {s.recall_at_05:.3f} |"
         for where, per_class in scores.items()
@@ -849,8 +849,8 @@ Never trained on.  P/R/mAP from ultralytics `val`; the confidence columns are fo
 positives (IoU >= 0.5, detector floor conf 0.1), and the last two are the recall left
 when detections below 0.4 / 0.5 are dropped (ByteTrack's high and new-track thresholds).
 
-| data | class | labels | P | R | mAP50 | mAP50-95 | TP conf median | TP conf p10 | R@0.4 | R@0.5 |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| data | class | images | labels | P | R | mAP50 | mAP50-95 | TP conf median | TP conf p10 | R@0.4 | R@0.5 |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
 ## Reproduce

@@ -29,10 +29,10 @@ def rtsp() -> Iterator[RtspServer]:
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_rtsp_frames_are_stamped_by_the_camera_clock(rtsp: RtspServer, transport: str) -> None:
     with VideoSource(rtsp.url("/pets"), camera="pets", transport=transport) as source:
-        stamped = [(f.t, f.ts, source.clock) for f in islice(source.frames(), 60)]
+        stamped = [(f.t, f.ts, source.clock) for f in islice(source.frames(), 80)]
         drift = source.drift_s
     timed = [(t, ts) for t, ts, clock in stamped if clock == "rtcp"]
-    assert len(timed) >= 30, f"no RTCP timing on {len(stamped) - len(timed)} of {len(stamped)} frames"
+    assert len(timed) >= 20, f"no RTCP timing on {len(stamped) - len(timed)} of {len(stamped)} frames"
     # The camera's clock spaces frames exactly by their timestamps, whatever the network did.
     for (t0, ts0), (t1, ts1) in pairwise(timed):
         assert ts1 - ts0 == pytest.approx(t1 - t0, abs=1e-3)
@@ -40,17 +40,19 @@ def test_rtsp_frames_are_stamped_by_the_camera_clock(rtsp: RtspServer, transport
 
 
 def test_camera_health_names_the_clock(rtsp: RtspServer) -> None:
+    """Until the first sender report (sent every few seconds) frames keep arrival time."""
     stream = CameraStream(Camera(id="pets", url=rtsp.url("/pets")))
     stream.start()
     try:
-        frame = stream.slot.get(timeout=10)
-        while frame is not None and frame.t < 3.0:
-            frame = stream.slot.get(after_index=frame.index, timeout=10)
         health = stream.health()
+        frame = stream.slot.get(timeout=10)
+        while frame is not None and health.clock != "rtcp" and frame.t < 20.0:
+            frame = stream.slot.get(after_index=frame.index, timeout=10)
+            health = stream.health()
     finally:
         assert stream.stop()
     assert frame is not None, "no frames over RTSP"
-    assert health.clock == "rtcp"
+    assert health.clock == "rtcp", f"no RTCP timing within {frame.t:.1f} s of video"
     assert health.drift_s is not None and -3.0 < health.drift_s <= 0.05
 
 

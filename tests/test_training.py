@@ -5,10 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 
-from detectors.training import MotBox, TrainingError, mot_to_yolo, predict_boxes, yolo_line
+from detectors.training import (
+    MotBox,
+    MotSource,
+    TrainingError,
+    check_disjoint,
+    match_detections,
+    mot_to_yolo,
+    parse_mot_source,
+    predict_boxes,
+    yolo_line,
+)
+from sim.dataset import read_labels
+from sim.render import render
+from sim.scenario import load_scenario
+from sim.video import read_frames
 
 PETS = Path(__file__).parents[1].parent / "shared" / "data" / "pets2009-s2l1"
 VIDEO = PETS / "vtest.avi"
@@ -17,17 +32,13 @@ MODEL = Path(__file__).parents[1] / "models" / "bondwatch-person.onnx"
 
 
 def gt_lines(frame: int) -> list[list[str]]:
-    return [
-        f for f in (line.split(",") for line in GT.read_text().splitlines()) if f[0] == str(frame)
-    ]
+    return [f for f in (line.split(",") for line in GT.read_text().splitlines()) if f[0] == str(frame)]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pets-yolo")
-    return mot_to_yolo(
-        VIDEO, GT, out, frames=(1, 150), split={"train": (141, 147), "val": (148, 150)}
-    )
+    return mot_to_yolo(VIDEO, GT, out, frames=(1, 150), split={"train": (141, 147), "val": (148, 150)})
 
 
 def test_dataset_has_exactly_the_split_frames(dataset: Path) -> None:
@@ -83,9 +94,7 @@ def test_all_label_coordinates_are_normalised(dataset: Path) -> None:
         ((800, 100, 40, 80), None),  # wholly outside the frame
     ],
 )
-def test_yolo_line_clips_to_the_frame(
-    box: tuple[float, float, float, float], expected: str | None
-) -> None:
+def test_yolo_line_clips_to_the_frame(box: tuple[float, float, float, float], expected: str | None) -> None:
     left, top, width, height = box
     line = yolo_line(MotBox(1, 1, left, top, width, height, active=True), 768, 576)
     assert line == expected
@@ -93,9 +102,7 @@ def test_yolo_line_clips_to_the_frame(
 
 def test_split_outside_the_readable_frames_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="outside frames"):
-        mot_to_yolo(
-            VIDEO, GT, tmp_path, frames=(1, 400), split={"train": (1, 320), "val": (321, 500)}
-        )
+        mot_to_yolo(VIDEO, GT, tmp_path, frames=(1, 400), split={"train": (1, 320), "val": (321, 500)})
 
 
 def test_shipped_model_finds_people_on_pets_frame_100() -> None:
@@ -107,3 +114,83 @@ def test_shipped_model_finds_people_on_pets_frame_100() -> None:
     (boxes,) = predict_boxes(MODEL, [image], conf=0.3)
     assert len(boxes) >= 3
     assert (boxes[:, 4] >= 0.3).all()
+
+
+# --- The bundled person+unit model and `bondwatch train`'s inputs --------------------------
+
+BUNDLED = Path(__file__).parents[1] / "models" / "bondwatch-n.onnx"
+BASIC = Path(__file__).parents[1] / "examples" / "scenarios" / "basic.yaml"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (f"{VIDEO}={GT}:1-320:2", MotSource(VIDEO, GT, 1, 320, 2)),
+        (f"{VIDEO}={GT}:321-400", MotSource(VIDEO, GT, 321, 400, 1)),
+        (f"{VIDEO}={GT}:321-500", "labelled frames 1-400"),  # past the labels: never read
+        (f"{VIDEO}={GT}:0-10", "labelled frames 1-400"),
+        (f"{VIDEO}={GT}:1-320:0", "step >= 1"),
+        (f"{VIDEO}={GT}", "not VIDEO=GT.txt:FIRST-LAST"),
+        (f"{VIDEO}={GT}.missing:1-10", "does not exist"),
+    ],
+)
+def test_mot_source_spec(spec: str, expected: MotSource | str) -> None:
+    if isinstance(expected, MotSource):
+        assert parse_mot_source(spec) == expected
+    else:
+        with pytest.raises(TrainingError, match=expected):
+            parse_mot_source(spec)
+
+
+@pytest.mark.parametrize(
+    ("val", "overlaps"),
+    [((321, 400), False), ((320, 400), True), ((1, 1), True), ((300, 330), True)],
+)
+def test_held_out_frames_must_not_be_trained_on(val: tuple[int, int], overlaps: bool) -> None:
+    train = [MotSource(VIDEO, GT, 1, 320, 2)]
+    held = [MotSource(VIDEO, GT, *val)]
+    if overlaps:
+        with pytest.raises(TrainingError, match="overlap"):
+            check_disjoint(train, held)
+    else:
+        check_disjoint(train, held)
+
+
+@pytest.fixture(scope="module")
+def fresh_sim_frames(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Twelve seconds of basic.yaml from a seed no training run uses, every 10th frame.
+
+    Returns (image, truth) pairs; truth rows are cls,x1,y1,x2,y2 of clearly visible objects
+    (visibility >= 0.5, both sides >= 8 px), the ones a usable detector must find.
+    """
+    out = tmp_path_factory.mktemp("fresh-sim")
+    scenario = load_scenario(BASIC)
+    layout = scenario.layout.model_copy(update={"duration_s": 12.0})
+    render(scenario.model_copy(update={"layout": layout}), out, seed=90210)
+    labels = read_labels(out / "labels" / "cam1.txt")
+    frames = []
+    for index, _, image in read_frames(out / "cam1.mp4"):
+        if index % 10:
+            continue
+        rows = [
+            (cls, left, top, left + w, top + h)
+            for _, cls, left, top, w, h, vis in labels.get(index + 1, [])
+            if vis >= 0.5 and min(w, h) >= 8
+        ]
+        frames.append((image, np.array(rows, dtype=np.float32).reshape(-1, 5)))
+    return frames
+
+
+def test_bundled_model_finds_units_and_people_on_a_fresh_sim_scene(
+    fresh_sim_frames: list[tuple[np.ndarray, np.ndarray]],
+) -> None:
+    images = [image for image, _ in fresh_sim_frames]
+    truth = [rows for _, rows in fresh_sim_frames]
+    dets = predict_boxes(BUNDLED, images, conf=0.25, with_class=True)
+    matches = match_detections(dets, truth)
+    person, unit = matches[0], matches[1]
+    assert unit.labels >= 20 and person.labels >= 20  # the scene really shows both
+    assert unit.recall >= 0.8, unit
+    assert unit.precision >= 0.8, unit
+    assert person.recall >= 0.9, person
+    assert person.precision >= 0.9, person
