@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--every-n", type=int, default=36, help="every n-th frame of training scenes")
     tr.add_argument("--val-every-n", type=int, default=10, help="every n-th held-out frame")
     tr.add_argument("--epochs", type=int, default=15)
+    tr.add_argument("--hours", type=float, help="time budget: fits the epoch count to it")
     tr.add_argument("--imgsz", type=int, default=640)
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--close-mosaic", type=int, default=5, help="last epochs without mosaic")
@@ -360,7 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_bundled(
             args.name, run / "sim-train" / "data.yaml", run / "sim-heldout" / "data.yaml",
             mot, val_mot, run, Path(args.out), base=Path(args.base) if args.base else None,
-            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+            epochs=args.epochs, hours=args.hours, imgsz=args.imgsz, batch=args.batch,
             close_mosaic=args.close_mosaic, about=about,
         )  # fmt: skip
     except (TrainingError, ScenarioError) as e:

@@ -725,13 +725,15 @@ def train_bundled(
     imgsz: int = 640,
     batch: int = 16,
     close_mosaic: int = 5,
+    hours: float | None = None,
     about: dict[str, str] | None = None,
 ) -> BundledResult:
     """Train (or resume) the person+unit model, score it on held-out data, ship it to ``out``.
 
     ``base`` is a trained checkpoint to fine-tune from (matching layers are transferred,
     the head is rebuilt for two classes); without it the model starts from its YAML.
-    ``about`` holds lines for the card that only the caller knows (sources, the command).
+    ``hours`` fits the epoch count to a time budget, as in ``train``.  ``about`` holds
+    lines for the card that only the caller knows (sources, the command).
     """
     from ultralytics import YOLO
 
@@ -758,6 +760,7 @@ def train_bundled(
             plots=False,
             pretrained=bool(base),
             close_mosaic=close_mosaic,
+            time=hours,
             project=str(work),
             name=RUN_NAME,
             exist_ok=True,

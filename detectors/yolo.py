@@ -39,7 +39,7 @@ class TrackerParams:
 
     high: float = 0.4  # first-stage match threshold
     low: float = 0.1  # second-stage threshold for weak detections of existing tracks
-    new: float = 0.5  # a new track starts only from a detection at least this confident
+    new: float = 0.4  # a new track starts only from a detection at least this confident
     buffer_s: float = 3.0  # seconds a lost track is kept for re-association
     match: float = 0.8
     fuse_score: bool = True
