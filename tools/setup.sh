@@ -25,6 +25,6 @@ if [[ ! -f $stamp ]] || ! command -v bondwatch >/dev/null; then
   echo "setup: installing Python packages"
   # torch and torchvision first, pinned to the builds that lie on this machine's disk.
   $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
-  $PY -m pip install -q -e ".[test,export]"
+  $PY -m pip install -q -e ".[test,export,bench]"
   mkdir -p .work && touch "$stamp"
 fi
