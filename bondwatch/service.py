@@ -293,7 +293,8 @@ async def _serve(
         worker.start()
         if scanner is not None:
             scanner.start()
-        print(f"BondWatch dashboard: http://{host}:{port}/  ({len(site.cameras)} cameras)", flush=True)
+        n = len(site.cameras)
+        print(f"BondWatch dashboard: http://{host}:{port}/  ({n} camera{'s' * (n != 1)})", flush=True)
         await server.serve()
     finally:
         logger.info("shutting down")
