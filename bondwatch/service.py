@@ -280,7 +280,7 @@ async def _serve(
     listener = ScanListener(ScanReader(redis_url, since_s=backlog_s))
     worker = DetectionWorker(cameras, Pipeline(site, model), sink, listener.scans)
     scanner = DemoScanner(demo, ScanBus(redis_url), cameras.position) if demo is not None else None
-    app = create_app(cameras, store, bus, accounts, title=site.name)
+    app = create_app(cameras, store, bus, accounts, title="BondWatch")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
