@@ -24,9 +24,13 @@ class AlertBus:
 
     def publish(self, alert: Alert) -> str:
         """Append `alert` to the stream; returns the stream entry id."""
+        return self.publish_entry(alert.id, alert.to_json(live=True))
+
+    def publish_entry(self, alert_id: str, alert_json: str) -> str:
+        """Append an alert already serialized (live JSON), keyed by its id for deduplication."""
         entry = self._sync.xadd(
             ALERT_STREAM,
-            {"id": alert.id, "alert": alert.to_json(live=True)},
+            {"id": alert_id, "alert": alert_json},
             maxlen=STREAM_MAXLEN,
             approximate=True,
         )

@@ -6,6 +6,7 @@ from alerts.rules import RuleEngine
 from alerts.types import Alert
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site
+from detectors.motion import MotionGate
 from detectors.types import DetectionBatch
 from detectors.yolo import Detector
 from streams.frame import Frame
@@ -17,6 +18,11 @@ class Pipeline:
         self.detector = detector
         self.rules = RuleEngine(site)
         self.fps = {c.id: c.detect_fps for c in site.cameras}
+        for cam in site.cameras:
+            if cam.motion_gate:
+                stations = [z.polygon for z in site.zones_of(cam.id) if z.kind == "station"]
+                gate = MotionGate(site.detection.motion_threshold, site.detection.max_skip_s, stations)
+                detector.gate(cam.id, gate)
 
     def process(self, frames: list[Frame]) -> tuple[list[DetectionBatch], list[Alert]]:
         batches = self.detector.track(frames, self.fps)

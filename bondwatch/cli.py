@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     vr.add_argument("--camera", help="only this camera")
     vr.set_defaults(func=cmd_verify_recordings)
 
+    au = sub.add_parser("audit", help="the audit trail")
+    au_sub = au.add_subparsers(required=True, metavar="ACTION")
+    au_verify = au_sub.add_parser("verify", help="check the audit hash chain (exit 0 ok, 2 broken)")
+    au_verify.add_argument("--data", default="data", help="data directory (default ./data)")
+    au_verify.set_defaults(func=cmd_audit_verify)
+
     sim = sub.add_parser("sim", help="the workshop simulator")
     sim_sub = sim.add_subparsers(required=True, metavar="ACTION")
     render = sim_sub.add_parser("render", help="render a scenario to videos, scans and truth")
@@ -271,6 +277,21 @@ def cmd_verify_recordings(args: argparse.Namespace) -> int:
     from streams.recordings import verify_recordings
 
     return verify_recordings(Path(args.data), args.camera)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bondwatch.audit import AuditLog
+    from bondwatch.db import database_url, make_engine
+
+    engine = make_engine(database_url(args.data))
+    try:
+        count, problem = AuditLog(engine).verify()
+    finally:
+        engine.dispose()
+    if problem is not None:
+        raise UserError(f"audit trail broken: {problem.message}")
+    print(f"audit trail intact: {count} entries")
+    return 0
 
 
 def cmd_sim_render(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ import redis
 import uvicorn
 
 from alerts.bus import AlertBus
+from alerts.outbox import Outbox, Publisher
 from alerts.pipeline import Pipeline
 from alerts.store import AlertStore
 from alerts.types import Alert, AlertType
@@ -54,29 +55,25 @@ class ServiceError(Exception):
 
 
 class AlertSink:
-    """Store first, then publish: an alert that reached the database is never lost.
+    """Store first, with an outbox row the publisher sends on: an alert that reached the
+    database is never lost, whatever Redis does.
 
     Each alert also holds the recording around it, so retention never deletes its evidence.
     """
 
-    def __init__(self, store: AlertStore, bus: AlertBus, recording: RecordingStore | None):
-        self.store = store
-        self.bus = bus
+    def __init__(self, outbox: Outbox, recording: RecordingStore | None):
+        self.outbox = outbox
         self.recording = recording
         self._lock = threading.Lock()
 
     def emit(self, alert: Alert) -> None:
         with self._lock:
-            self.store.add(alert)
+            self.outbox.emit(alert)
             if self.recording is not None and alert.ts is not None:
                 self.recording.hold(
                     f"alert {alert.id}", alert.ts - EVIDENCE_PRE_S, alert.ts + EVIDENCE_POST_S,
                     camera=alert.camera,
                 )  # fmt: skip
-            try:
-                self.bus.publish(alert)
-            except redis.RedisError as e:
-                logger.error("alert %s stored but not published: %s", alert.id, e)
         logger.warning("ALERT %s", alert.to_json(live=True))
 
 
@@ -185,9 +182,11 @@ def deliver_scans(
 class DetectionWorker(threading.Thread):
     """Takes the newest frame of each camera at its detection rate, runs the shared pipeline.
 
-    Scans from `scans` go to the rules before each round of frames. Pending departures are
-    decided by capture time as the station camera's batches pass their grace window, scan or no
-    scan, so this loop needs nothing else to release them.
+    Frames are collected across cameras into one model call: up to `batch_size` frames (one
+    per camera), waiting at most `batch_timeout_ms` after the first one for the others, so a
+    camera never waits long for a batch to fill. Scans from `scans` go to the rules before each
+    batch. Pending departures are decided by capture time as the station camera's batches pass
+    their grace window, scan or no scan, so this loop needs nothing else to release them.
     """
 
     def __init__(
@@ -203,6 +202,9 @@ class DetectionWorker(threading.Thread):
         self.sink = sink
         self.scans = scans
         self.stopping = threading.Event()
+        settings = cameras.site.detection
+        self.batch_size = settings.batch_size
+        self.batch_timeout_s = settings.batch_timeout_ms / 1000.0
         self.samplers = {c.id: RateSampler(c.detect_fps) for c in cameras.site.cameras}
         self.seen: dict[str, int] = {}
 
@@ -212,17 +214,8 @@ class DetectionWorker(threading.Thread):
                 deliver_scans(self.scans, self.pipeline.scan, self.sink.emit)
             except Exception:
                 logger.exception("a scan could not be applied to the rules")
-            frames = []
-            for cid, stream in self.cameras.streams.items():
-                # Frame indices only grow, across file loops and reconnects alike.
-                frame = stream.slot.get(after_index=self.seen.get(cid, -1), timeout=0)
-                if frame is None:
-                    continue
-                self.seen[cid] = frame.index
-                if self.samplers[cid].take(frame.t):
-                    frames.append(frame)
+            frames = self.collect()
             if not frames:
-                self.stopping.wait(0.01)
                 continue
             try:
                 batches, alerts = self.pipeline.process(frames)
@@ -233,6 +226,29 @@ class DetectionWorker(threading.Thread):
                 self.cameras.batches[b.camera] = b
             for a in alerts:
                 self.sink.emit(a)
+
+    def collect(self) -> list[Frame]:
+        """The due frames of up to `batch_size` cameras; [] when none came within ~10 ms."""
+        frames: dict[str, Frame] = {}
+        deadline = time.monotonic() + 0.01
+        while not self.stopping.is_set():
+            for cid, stream in self.cameras.streams.items():
+                if cid in frames or len(frames) >= self.batch_size:
+                    continue
+                # Frame indices only grow, across file loops and reconnects alike.
+                frame = stream.slot.get(after_index=self.seen.get(cid, -1), timeout=0)
+                if frame is None:
+                    continue
+                self.seen[cid] = frame.index
+                if self.samplers[cid].take(frame.t):
+                    if not frames:
+                        deadline = time.monotonic() + self.batch_timeout_s
+                    frames[cid] = frame
+            full = len(frames) >= min(self.batch_size, len(self.cameras.streams))
+            if full or time.monotonic() >= deadline:
+                break
+            self.stopping.wait(0.002)
+        return list(frames.values())
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stopping.set()
@@ -272,7 +288,9 @@ async def _serve(
         if rec.enabled
         else None
     )
-    sink = AlertSink(store, bus, recording)
+    outbox = Outbox(store)
+    publisher = Publisher(outbox, bus)
+    sink = AlertSink(outbox, recording)
     cameras = Cameras(site, sink, recording)
     # Read back as far as a scan can still cover a departure, for scans made while we were down.
     stations = [z for z in site.zones if z.kind == "station"]
@@ -287,6 +305,7 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     try:
+        publisher.start()
         for stream in cameras.streams.values():
             stream.start()
         listener.start()
@@ -306,6 +325,7 @@ async def _serve(
             logger.warning("%d unreadable entries were skipped on the scan stream", listener.reader.bad)
         for stream in cameras.streams.values():
             stream.stop()
+        publisher.stop()
         bus.close()
         store.close()
         if embedded is not None:

@@ -32,6 +32,11 @@ class Camera(Strict):
     name: str = Field("", description="human-readable name shown on the dashboard")
     detect_fps: float = Field(5.0, gt=0, le=60, description="frames per second sent to the detector")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    motion_gate: bool = Field(
+        False,
+        description="skip detection while the picture does not change (see `detection`);"
+        " never longer than `detection.max_skip_s`, never while a unit is near a station",
+    )
 
     @field_validator("url")
     @classmethod
@@ -107,9 +112,36 @@ class Recording(Strict):
     quota_gb: float | None = Field(None, gt=0, description="disk quota for recordings, oldest first")
 
 
+class DetectionSettings(Strict):
+    model: str | None = Field(
+        None, description="model file (.pt or .onnx); default: the bundled person model"
+    )
+    conf: float = Field(0.1, gt=0, lt=1, description="lowest detection confidence kept")
+    batch_size: int = Field(
+        8, ge=1, le=64, description="most frames, one per camera, sent to the model in one call"
+    )
+    batch_timeout_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description="how long the first frame of a batch waits for other cameras' frames",
+    )
+    motion_threshold: float = Field(
+        2.0,
+        gt=0,
+        description="motion gating: mean grey-level change (0-255) of a thumbnail that counts as motion",
+    )
+    max_skip_s: float = Field(
+        1.0, gt=0, description="motion gating: longest time a camera goes without detection"
+    )
+
+
 class Site(Strict):
     name: str = Field("BondWatch site", description="site name shown on the dashboard")
     recording: Recording = Field(default_factory=Recording, description="continuous recording")
+    detection: DetectionSettings = Field(
+        default_factory=DetectionSettings, description="the model and how frames are batched for it"
+    )
     cameras: list[Camera] = Field(min_length=1, description="the cameras of the site")
     zones: list[Zone] = Field(default_factory=list, description="zones drawn on camera frames")
     stations: list[Station] = Field(default_factory=list, description="scanner stations")

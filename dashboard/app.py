@@ -47,6 +47,7 @@ def create_app(
         video=LiveVideo(live, video_fps),
         auth=Auth(accounts, Sessions(session_idle_s), LoginLimiter()),
         scans=ScanBus(bus.redis_url),
+        audit=store.audit,
         title=title,
     )
 

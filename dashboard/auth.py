@@ -33,15 +33,22 @@ class Permission(StrEnum):
     ALERTS = "alerts"  # alert history and the live alert socket
     STATUS = "status"  # service internals: viewers, sockets, camera states
     SCANS = "scans"  # post the factory's scan events
+    CASE_NOTE = "case_note"  # add a note (the factory's explanation, an officer's finding)
+    CASE_ACKNOWLEDGE = "case_acknowledge"
+    CASE_RESOLVE = "case_resolve"
+    CASE_REOPEN = "case_reopen"
 
 
 # The whole access policy. Factory staff (operator) see cameras, video and alerts for now;
 # later issues narrow them to their own alerts and keep evidence export from them. The
 # factory's systems post scans signed in as an operator account until API tokens exist.
+# Operators may explain an alert (a note) but only customs staff acknowledge or resolve it.
 GRANTS: dict[Role, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "officer": frozenset(Permission),
-    "operator": frozenset({Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS, Permission.SCANS}),
+    "operator": frozenset(
+        {Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS, Permission.SCANS, Permission.CASE_NOTE}
+    ),
 }
 
 

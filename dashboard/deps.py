@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, WebSocket, WebSocketException, param
 from starlette.requests import HTTPConnection
 
 from alerts.store import AlertStore
+from bondwatch.audit import AuditLog
 from bondwatch.scanbus import ScanBus
 from dashboard.auth import Auth, Permission, Principal
 from dashboard.feed import AlertFeed
@@ -26,6 +27,7 @@ class Dashboard:
     video: LiveVideo
     auth: Auth
     scans: ScanBus
+    audit: AuditLog
     title: str
     sockets: set[WebSocket] = field(default_factory=set)
 
@@ -52,6 +54,10 @@ def _auth(conn: HTTPConnection) -> Auth:
 
 def _scans(conn: HTTPConnection) -> ScanBus:
     return _dashboard(conn).scans
+
+
+def _audit(conn: HTTPConnection) -> AuditLog:
+    return _dashboard(conn).audit
 
 
 def _video(conn: HTTPConnection) -> LiveVideo:
@@ -101,4 +107,5 @@ VideoDep = Annotated[LiveVideo, Depends(_video)]
 ScanBusDep = Annotated[ScanBus, Depends(_scans)]
 CameraId = Annotated[str, Depends(_camera_id)]
 AuthDep = Annotated[Auth, Depends(_auth)]
+AuditDep = Annotated[AuditLog, Depends(_audit)]
 SignedIn = Annotated[Principal, require()]

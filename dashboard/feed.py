@@ -1,8 +1,9 @@
 """Fans alerts from the bus out to every open dashboard: one Redis follower, many browsers.
 
 The follower resumes from the last stream id it saw, so a Redis restart neither loses nor
-repeats alerts; a browser that cannot keep up loses its oldest undelivered alerts (counted)
-instead of making the others wait.
+repeats alerts; an alert id already delivered (the outbox republishes after a crash) is
+dropped, so each alert reaches a browser once; a browser that cannot keep up loses its
+oldest undelivered alerts (counted) instead of making the others wait.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from alerts.bus import AlertBus
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
 RETRY_MAX_S = 10.0
+SEEN_IDS = 10_000  # alert ids remembered for deduplication; far more than one outage repeats
 
 
 class AlertFeed:
@@ -27,7 +30,9 @@ class AlertFeed:
         self._bus = bus
         self._subscribers: set[asyncio.Queue[Alert]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self.dropped = 0
+        self.duplicates = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name="alert-feed")
@@ -67,6 +72,12 @@ class AlertFeed:
                 delay = min(delay * 2, RETRY_MAX_S)
 
     def _deliver(self, alert: Alert) -> None:
+        if alert.id in self._seen:
+            self.duplicates += 1
+            return
+        self._seen[alert.id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()

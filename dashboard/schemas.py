@@ -52,6 +52,45 @@ class AlertOut(BaseModel):
     track: int | None = None
     confidence: float | None = None
     explanation: str | None = None
+    state: str | None = Field(None, description="new, acknowledged or resolved: its case's state")
+    group_id: str | None = Field(None, description="id of its case (the group head); = id for a head")
+
+
+class AcknowledgeIn(BaseModel):
+    note: str = Field("", max_length=4000)
+
+
+class ResolveIn(BaseModel):
+    resolution: Literal["confirmed_violation", "false_alarm", "explained"]
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class StepOut(BaseModel):
+    action: str = Field(description="raised, grouped, acknowledge, resolve, reopen or note")
+    actor: str
+    at: str = Field(description="ISO 8601")
+    state: str = Field(description="the case's state after this step")
+    note: str
+    resolution: str | None = None
+
+
+class CaseOut(BaseModel):
+    """An alert's case: the group head, its state, history and the alerts grouped into it."""
+
+    id: str = Field(description="the case id: the group head's alert id")
+    state: Literal["new", "acknowledged", "resolved"]
+    resolution: str | None = None
+    alert: AlertOut
+    members: list[AlertOut]
+    history: list[StepOut]
 
 
 class OfferIn(BaseModel):

@@ -1,4 +1,4 @@
-"""A real RTSP server for the tests, serving H.264 MP4 files without re-encoding.
+"""A real RTSP server for the tests, serving H.264 and H.265 MP4 files without re-encoding.
 
 Run it with the SYSTEM python (/usr/bin/python3), which has GStreamer's RTSP server bindings:
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,25 @@ def _mount(spec: str) -> tuple[str, Path]:
     return name, file
 
 
+# The parser and payloader for each codec ffprobe can name; the payloader is always `pay0`.
+PAYLOADERS = {
+    "h264": "h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "hevc": "h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96 config-interval=-1",
+}
+
+
+def _payloader(file: Path) -> str:
+    """The parse-and-payload chain for the file's first video stream, by its codec."""
+    codec = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
+         "-of", "csv=p=0", str(file)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if codec not in PAYLOADERS:
+        raise SystemExit(f"{file}: cannot serve {codec or 'no'} video (only {', '.join(PAYLOADERS)})")
+    return PAYLOADERS[codec]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -49,10 +69,7 @@ def main() -> int:
     for name, file in args.mount:
         factory = GstRtspServer.RTSPMediaFactory()
         location = str(file).replace("\\", "\\\\").replace('"', '\\"')
-        factory.set_launch(
-            f'( filesrc location="{location}" ! qtdemux ! h264parse config-interval=-1'
-            " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-        )
+        factory.set_launch(f'( filesrc location="{location}" ! qtdemux ! {_payloader(file)} )')
         factory.set_shared(False)
         mounts.add_factory(name, factory)
 

@@ -311,6 +311,8 @@ def test_alert_fields_follow_the_contract(client: TestClient, store: AlertStore)
         "t": 41.3,
         "track": 3,
         "ts": "2026-07-21T00:00:03.120+00:00",
+        "state": "new",  # extra fields the contract allows: the alert's case
+        "group_id": alert.id,
     }
 
 
@@ -475,6 +477,11 @@ PROTECTED = [
     ("GET", "/api/cameras"),
     ("GET", "/api/cameras/pets/snapshot.jpg"),
     ("GET", "/api/alerts"),
+    ("GET", "/api/alerts/{alert_id}"),
+    ("POST", "/api/alerts/{alert_id}/acknowledge"),
+    ("POST", "/api/alerts/{alert_id}/resolve"),
+    ("POST", "/api/alerts/{alert_id}/reopen"),
+    ("POST", "/api/alerts/{alert_id}/notes"),
     ("POST", "/api/webrtc/offer"),
     ("GET", "/api/status"),
     ("POST", "/api/scans"),

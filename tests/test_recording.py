@@ -2,7 +2,8 @@
 
 One module-scoped recording (stream, kill the server, restart it, stream again) feeds the
 checks on duration, pixels, gaps, verification and clips; retention runs on a file fed straight
-into a recorder with wall times derived from its video time.
+into a recorder with wall times derived from its video time. H.265 and RTSP over UDP each get
+one short recording of their own.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
 import pytest
-from rtsp import RtspServer, make_h264_mp4
+from rtsp import RtspServer, make_h264_mp4, make_mp4
 
 from bondwatch.site import Camera
 from streams.camera import CameraStream
@@ -379,3 +381,66 @@ def test_a_codec_mp4_cannot_hold_is_one_clear_sentence(tmp_path: Path) -> None:
         f"cannot write msmpeg4 video to {tmp_path / 'x.mp4'}: 'mp4' format does not support 'msmpeg4' codec"
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+def record_rtsp(clip: Path, data: Path, transport: Literal["tcp", "udp"], video_s: float) -> list[Frame]:
+    """Stream `clip` from a real RTSP server into a recording under `data`; the frames read."""
+    store = open_store(data)
+    frames: list[Frame] = []
+    with RtspServer({"/cam": clip}) as server:
+        stream = CameraStream(
+            Camera(id="cam", url=server.url("/cam"), transport=transport),
+            recording=store,
+            segment_s=SEGMENT_S,
+        )
+        stream.start()
+        try:
+            collect(stream, frames, video_s, 30)
+        finally:
+            assert stream.stop()
+    store.engine.dispose()
+    return frames
+
+
+def check_recorded(data: Path, frames: list[Frame], codec: str) -> list[Segment]:
+    """Chained segments in `codec` whose decoded frames add up to the streamed time."""
+    out = io.StringIO()
+    assert verify_recordings(data, out=out) == 0, out.getvalue()
+    assert out.getvalue().startswith("ok: ")
+    store = open_store(data)
+    segments = store.segments("cam")
+    assert len(segments) >= 2
+    decoded = 0
+    for seg in segments:
+        with av.open(str(store.path_of(seg))) as f:
+            assert f.streams.video[0].codec_context.name == codec
+            n = sum(1 for _ in f.decode(video=0))
+        assert n == seg.frames > 0
+        decoded += n
+    streamed = frames[-1].index - frames[0].index + 1
+    # recording starts at the first keyframe and stops a little after the reader stopped
+    assert streamed - KEYFRAME_INTERVAL_S * FPS <= decoded <= streamed + SEGMENT_S * FPS
+    store.engine.dispose()
+    return segments
+
+
+def test_an_h265_camera_is_recorded_without_re_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    clip = make_mp4(PETS, seconds=15, codec="h265")
+    frames = record_rtsp(clip, tmp_path, "tcp", 5.0)
+    segments = check_recorded(tmp_path, frames, "hevc")
+    first = segments[0]
+    pixels = decode(tmp_path / "recordings" / first.path)
+    start = round(first.start_t * FPS)  # the session starts at the file's first frame
+    expected = decode(clip)[start : start + len(pixels)]
+    assert all(np.array_equal(a, b) for a, b in zip(pixels, expected, strict=True))
+
+
+def test_a_camera_over_rtsp_udp_is_recorded(
+    pets_mp4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    frames = record_rtsp(pets_mp4, tmp_path, "udp", 5.0)
+    check_recorded(tmp_path, frames, "h264")

@@ -1,18 +1,36 @@
-"""Alerts: the stored history, and a WebSocket that pushes each new alert as it is published."""
+"""Alerts: the stored history, each alert's case (its lifecycle), and a WebSocket that pushes
+each new alert as it is published.
+
+The list holds every alert, grouped ones too (the contract's one line per alert), each with its
+case's `state` and `group_id`; a client folds members (`group_id != id`) under their head.
+`GET /api/alerts/{id}` of any member returns the whole case, and acting on a member acts on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, WebSocket
+from fastapi import APIRouter, HTTPException, Query, WebSocket
 from fastapi.websockets import WebSocketDisconnect
 
-from dashboard.auth import Permission
+from alerts.cases import Case, CaseError, IllegalTransition, RoleRefused, Step
+from alerts.store import UnknownAlert
+from alerts.types import Alert, iso
+from dashboard.auth import Permission, Principal
 from dashboard.deps import DashboardDep, FeedDep, StoreDep, require
-from dashboard.schemas import AlertOut
+from dashboard.schemas import (
+    AcknowledgeIn,
+    AlertOut,
+    CaseOut,
+    NoteIn,
+    ReopenIn,
+    ResolveIn,
+    StepOut,
+)
 
 router = APIRouter(tags=["alerts"], dependencies=[require(Permission.ALERTS)])
 
@@ -27,7 +45,101 @@ def list_alerts(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     alerts = store.recent(limit=limit, since=since.timestamp() if since else None)
-    return [AlertOut.model_validate(a.to_dict(live=True)) for a in alerts]
+    states = store.states([a.id for a in alerts])
+    return [_alert_out(a, *states.get(a.id, (None, None))) for a in alerts]
+
+
+@router.get("/api/alerts/{alert_id}", response_model_exclude_none=True, responses={404: {}})
+def get_case(alert_id: str, store: StoreDep) -> CaseOut:
+    """The case `alert_id` belongs to: head alert, state, history and grouped alerts."""
+    case = store.case(alert_id)
+    if case is None:
+        raise HTTPException(404, f"unknown alert {alert_id!r}")
+    return _case_out(case)
+
+
+CASE_ERRORS = {404: {}, 403: {}, 409: {"description": "not allowed in the case's state"}, 422: {}}
+
+
+@router.post("/api/alerts/{alert_id}/acknowledge", responses=CASE_ERRORS)
+def acknowledge(
+    alert_id: str,
+    body: AcknowledgeIn,
+    store: StoreDep,
+    user: Annotated[Principal, require(Permission.CASE_ACKNOWLEDGE)],
+) -> CaseOut:
+    return _act(lambda: store.act(alert_id, "acknowledge", user.name, user.role, text=body.note), alert_id)
+
+
+@router.post("/api/alerts/{alert_id}/resolve", responses=CASE_ERRORS)
+def resolve(
+    alert_id: str,
+    body: ResolveIn,
+    store: StoreDep,
+    user: Annotated[Principal, require(Permission.CASE_RESOLVE)],
+) -> CaseOut:
+    return _act(
+        lambda: store.act(
+            alert_id, "resolve", user.name, user.role, text=body.note, resolution=body.resolution
+        ),
+        alert_id,
+    )
+
+
+@router.post("/api/alerts/{alert_id}/reopen", responses=CASE_ERRORS)
+def reopen(
+    alert_id: str,
+    body: ReopenIn,
+    store: StoreDep,
+    user: Annotated[Principal, require(Permission.CASE_REOPEN)],
+) -> CaseOut:
+    return _act(lambda: store.act(alert_id, "reopen", user.name, user.role, text=body.reason), alert_id)
+
+
+@router.post("/api/alerts/{alert_id}/notes", responses=CASE_ERRORS)
+def add_note(
+    alert_id: str,
+    body: NoteIn,
+    store: StoreDep,
+    user: Annotated[Principal, require(Permission.CASE_NOTE)],
+) -> CaseOut:
+    return _act(lambda: store.act(alert_id, "note", user.name, user.role, text=body.text), alert_id)
+
+
+def _act(action: Callable[[], Case], alert_id: str) -> CaseOut:
+    """Run a lifecycle action, turning its refusal into the HTTP status that fits."""
+    try:
+        return _case_out(action())
+    except UnknownAlert:
+        raise HTTPException(404, f"unknown alert {alert_id!r}") from None
+    except IllegalTransition as e:
+        raise HTTPException(409, str(e)) from None
+    except RoleRefused as e:
+        raise HTTPException(403, str(e)) from None
+    except CaseError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+def _alert_out(alert: Alert, state: str | None, group_id: str | None) -> AlertOut:
+    return AlertOut.model_validate(alert.to_dict(live=True) | {"state": state, "group_id": group_id})
+
+
+def _step_out(step: Step) -> StepOut:
+    return StepOut(
+        action=step.action, actor=step.actor, at=iso(step.at), state=step.state,
+        note=step.note, resolution=step.resolution,
+    )  # fmt: skip
+
+
+def _case_out(case: Case) -> CaseOut:
+    return CaseOut(
+        id=case.id,
+        state=case.state,
+        resolution=case.resolution,
+        alert=_alert_out(case.alert, case.state, case.id),
+        members=[_alert_out(m, case.state, case.id) for m in case.members],
+        history=[_step_out(h) for h in case.history],
+    )
 
 
 @router.websocket("/ws/alerts")

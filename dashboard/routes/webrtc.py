@@ -1,13 +1,17 @@
-"""WebRTC signalling: the browser posts an offer for one camera and gets the answer."""
+"""WebRTC signalling: the browser posts an offer for one camera and gets the answer.
+
+Each accepted offer starts someone watching live video, which the audit trail records.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, HTTPException
 
 from dashboard.auth import Permission
-from dashboard.deps import VideoDep, require
+from dashboard.deps import AuditDep, SignedIn, VideoDep, require
 from dashboard.schemas import AnswerOut, OfferIn
 from dashboard.webrtc import UnknownCamera
 
@@ -17,7 +21,7 @@ router = APIRouter(prefix="/api/webrtc", tags=["webrtc"], dependencies=[require(
 
 
 @router.post("/offer")
-async def offer(body: OfferIn, video: VideoDep) -> AnswerOut:
+async def offer(body: OfferIn, video: VideoDep, audit: AuditDep, user: SignedIn) -> AnswerOut:
     try:
         answer = await video.answer(body.camera, body.sdp, body.type)
     except UnknownCamera:
@@ -25,4 +29,6 @@ async def offer(body: OfferIn, video: VideoDep) -> AnswerOut:
     except ValueError as e:
         logger.info("camera %s: rejected WebRTC offer: %s", body.camera, e)
         raise HTTPException(400, f"the WebRTC offer could not be used: {e}") from None
+    detail = {"role": user.role}
+    await asyncio.to_thread(audit.record, user.name, "live_view", f"camera:{body.camera}", detail)
     return AnswerOut(sdp=answer.sdp, type=answer.type)

@@ -1,0 +1,126 @@
+"""The outbox: an alert and its "to publish" row commit in one transaction, and a publisher
+thread moves the rows to the Redis stream in order, so a Redis outage delays alerts but never
+loses one.
+
+A row is marked published only after XADD returned, so a crash in between publishes that
+alert once more on restart; every entry carries the alert id so consumers drop the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from sqlalchemy import Float, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from alerts.bus import AlertBus
+from alerts.store import AlertStore, Base
+from alerts.types import Alert
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+POLL_S = 0.5  # how often the publisher looks for rows written by another process
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+
+
+class OutboxRow(Base):
+    __tablename__ = "alert_outbox"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(32), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # the alert as published (live JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    published_at: Mapped[float | None] = mapped_column(Float, index=True)
+
+
+class Outbox:
+    """Writes alerts with their outbox rows; `Publisher` drains the rows to the stream."""
+
+    def __init__(self, store: AlertStore):
+        self.store = store
+        Base.metadata.create_all(store.engine)
+        self.written = threading.Event()
+
+    def emit(self, alert: Alert) -> bool:
+        """Store `alert` and queue it for publishing, atomically; False if it was stored before."""
+        with self.store.transaction() as s:
+            new = self.store.insert(s, alert)
+            if new:
+                s.add(OutboxRow(alert_id=alert.id, payload=alert.to_json(live=True), created_at=time.time()))
+        self.written.set()
+        return new
+
+    def pending(self, limit: int = BATCH) -> list[OutboxRow]:
+        with Session(self.store.engine) as s:
+            q = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq)
+            return list(s.scalars(q.limit(limit)))
+
+    def mark_published(self, seq: int) -> None:
+        with Session(self.store.engine) as s, s.begin():
+            s.execute(update(OutboxRow).where(OutboxRow.seq == seq).values(published_at=time.time()))
+
+
+class Publisher(threading.Thread):
+    """Publishes outbox rows in order, one XADD then one mark each, retrying with capped
+    backoff while Redis is unreachable.
+
+    `after_publish(seq)` runs between a row's XADD and its mark; tests use it to crash there.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        bus: AlertBus,
+        *,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        after_publish: Callable[[int], None] | None = None,
+    ):
+        super().__init__(name="alert-outbox", daemon=True)
+        self.outbox = outbox
+        self.bus = bus
+        self.backoff_max_s = backoff_max_s
+        self.after_publish = after_publish
+        self.stopping = threading.Event()
+        self.published = 0
+
+    def run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self.stopping.is_set():
+            self.outbox.written.clear()
+            try:
+                rows = self.outbox.pending()
+                for row in rows:
+                    if self.stopping.is_set():
+                        return
+                    self.bus.publish_entry(row.alert_id, row.payload)
+                    if self.after_publish is not None:
+                        self.after_publish(row.seq)
+                    self.outbox.mark_published(row.seq)
+                    self.published += 1
+                backoff = BACKOFF_MIN_S
+            except redis.RedisError as e:
+                logger.warning(
+                    "alert stream unreachable; alerts wait in the outbox, retry in %.1f s: %s", backoff, e
+                )
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            except Exception:
+                logger.exception("the alert outbox could not be read; retry in %.1f s", backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            if len(rows) < BATCH:
+                self.outbox.written.wait(POLL_S)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop after the row in flight; what is left stays in the outbox for the next start."""
+        self.stopping.set()
+        self.outbox.written.set()
+        self.join(timeout_s)
