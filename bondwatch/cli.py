@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from bondwatch.site import SiteError, load_site
+from bondwatch.site import Site, SiteError, load_site
 
 logger = logging.getLogger("bondwatch")
 MODEL_HELP = "YOLO model file, .onnx or .pt (default: $BONDWATCH_MODEL, else the bundled model)"
@@ -171,11 +171,14 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detector(model: str | None):  # type: ignore[no-untyped-def]
+def _detector(model: str | None, site: Site, cache_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """The model named on the command line, else by $BONDWATCH_MODEL, the site, the bundle."""
     from detectors.yolo import DEFAULT_MODEL, Detector, ModelError
 
+    d = site.detection
+    path = model or os.environ.get("BONDWATCH_MODEL") or d.model or DEFAULT_MODEL
     try:
-        return Detector(model or os.environ.get("BONDWATCH_MODEL") or DEFAULT_MODEL)
+        return Detector(path, conf=d.conf, batch_size=d.batch_size, cache_dir=cache_dir)
     except ModelError as e:
         raise UserError(str(e)) from None
 
@@ -194,7 +197,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"{args.scans}: {len(untimed)} scan(s) have no `t`; replay needs the video time"
                 " of the station camera"
             )
-        detector = _detector(args.model)
+        detector = _detector(args.model, site)
         with open(args.out, "w", encoding="utf-8") as out:
             stats = replay(
                 site, sources, out, detector=detector, scans=scans,
@@ -217,12 +220,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     data = Path(args.data)
     try:
-        site = load_site(args.site) if args.site else None
-        detector = _detector(args.model)
-        demo = None
-        if site is None:
-            demo = prepare_demo(data)
-            site = demo.site
+        demo = None if args.site else prepare_demo(data)
+        site = demo.site if demo else load_site(args.site)
+        detector = _detector(args.model, site, cache_dir=data / "model-cache")
         return serve(site, data, host=args.host, port=args.port, model=detector, demo=demo)
     except (DemoError, ServiceError) as e:
         raise UserError(str(e)) from None

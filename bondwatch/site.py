@@ -205,6 +205,9 @@ def parse_site(text: str, name: str = "<site>", base: Path | None = None) -> Sit
         for cam in data.get("cameras") or []:
             if isinstance(cam, dict) and isinstance(cam.get("url"), str):
                 cam["url"] = _resolve_url(cam["url"], base)
+        detection = data.get("detection")
+        if isinstance(detection, dict) and isinstance(detection.get("model"), str):
+            detection["model"] = _resolve_url(detection["model"], base)
     try:
         return Site.model_validate(data)
     except ValidationError as e:
