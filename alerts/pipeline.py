@@ -13,10 +13,10 @@ from streams.frame import Frame
 
 
 class Pipeline:
-    def __init__(self, site: Site, detector: Detector):
+    def __init__(self, site: Site, detector: Detector, replay: bool = False):
         self.site = site
         self.detector = detector
-        self.rules = RuleEngine(site)
+        self.rules = RuleEngine(site, replay)
         self.fps = {c.id: c.detect_fps for c in site.cameras}
         for cam in site.cameras:
             if cam.motion_gate:

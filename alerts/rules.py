@@ -2,15 +2,23 @@
 
 Every rule compares capture times carried by the batches, never "now", so a backlog of
 frames can never turn into a false alert.
+
+Badges at a restricted zone's door authorize entries the way scans cover departures: an entry
+is held pending until its badge window has passed in capture time, because badge readers report
+late. Time bases as in alerts.departure: a badge with `t` (replay) is compared with the entry's
+video time, one with only `ts` (live) with its wall clock, less the zone's `clock_skew_s`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from alerts.departure import DepartureRule
-from alerts.types import Alert
+from alerts.types import Alert, iso
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site, Zone
 from detectors.types import DetectionBatch
@@ -22,6 +30,8 @@ REID_WINDOW_S = 3.0
 REID_DISTANCE_PX = 120.0
 # A track unseen for this long is forgotten.
 FORGET_S = 10.0
+# Badges older than the window and the dwell by this much can no longer cover an entry.
+BADGE_KEEP_S = 60.0
 
 
 @dataclass
@@ -32,31 +42,85 @@ class _Presence:
     entered_t: float | None = None  # video time of the current entry, while inside
     entered_ts: float | None = None
     outside_since: float | None = None  # start of the current spell outside after an entry
-    alerted: bool = False  # this entry has been reported
+    counted: bool = False  # this entry has reached the dwell and been reported or held
     last_t: float = 0.0
     last_foot: tuple[float, float] = (0.0, 0.0)
     conf: float = 0.0
 
 
 @dataclass
+class _Entry:
+    """An entry that reached the dwell, waiting for its badge window to pass."""
+
+    camera: str
+    track: int
+    t: float
+    ts: float
+    stayed: float  # seconds inside when it counted
+    conf: float
+
+
+@dataclass
+class _Badge:
+    name: str  # the badge id, or who badged when the reader sends no id
+    t: float | None  # video time (replay)
+    ts: float | None  # wall clock corrected for the reader's skew (live)
+    used_by: list[_Entry] = field(default_factory=list)
+
+    def offset(self, e: _Entry) -> float:
+        """Seconds from the badge to the entry, in the badge's own time base."""
+        if self.t is not None:
+            return e.t - self.t
+        assert self.ts is not None
+        return e.ts - self.ts
+
+    def when(self) -> str:
+        if self.t is not None:
+            return f"t={self.t:.1f} s"
+        assert self.ts is not None
+        return iso(self.ts)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How an entry's local time of day is read for a zone's `open_hours`.
+
+    Live, from the frame's wall clock `ts`; in replay, from `start` (the wall clock at video
+    time 0) plus the video time, because a replayed frame's `ts` is only when it was decoded.
+    """
+
+    tz: ZoneInfo
+    start: float | None = None
+
+    def local(self, e: _Entry) -> datetime:
+        epoch = e.ts if self.start is None else self.start + e.t
+        return datetime.fromtimestamp(epoch, self.tz)
+
+
+@dataclass
 class RestrictedZoneRule:
-    """A person whose foot point enters `zone` and stays `dwell_s` gives one alert.
+    """A person whose foot point enters `zone` and stays `dwell_s` is an entry; each
+    entry not covered by a badge event gives one alert.
 
     The alert carries the entry's time, not the time the dwell was reached. A person must
     be outside for `exit_s` before a new entry counts, so a box jittering on the edge gives
-    neither false nor repeated alerts.
+    neither false nor repeated alerts. A badge covers up to `zone.persons_per_badge` entries
+    within `zone.badge_window_s` before or after it; outside `zone.open_hours` (read by
+    `schedule`, None: ignored) no badge covers an entry and it is reported at once.
     """
 
     zone: Zone
+    schedule: Schedule | None = None
     cls: str = "person"
     tracks: dict[int, _Presence] = field(default_factory=dict)
+    badges: list[_Badge] = field(default_factory=list)
+    pending: list[_Entry] = field(default_factory=list)
 
     def update(self, batch: DetectionBatch) -> list[Alert]:
+        """Follow the people of one frame; return the entries decided by its time."""
         alerts: list[Alert] = []
-        seen: set[int] = set()
         for det in batch.tracked(self.cls):
             assert det.track is not None
-            seen.add(det.track)
             p = self.tracks.get(det.track)
             is_in = inside(det.foot, self.zone.polygon)
             if p is None:
@@ -67,11 +131,21 @@ class RestrictedZoneRule:
                 p.outside_since = None
                 if not p.inside:
                     p.inside, p.entered_t, p.entered_ts = True, batch.t, batch.ts
-                    p.alerted = False
-                assert p.entered_t is not None
-                if not p.alerted and batch.t - p.entered_t >= self.zone.dwell_s:
-                    p.alerted = True
-                    alerts.append(self._alert(batch, det.track, p))
+                    p.counted = False
+                assert p.entered_t is not None and p.entered_ts is not None
+                if not p.counted and batch.t - p.entered_t >= self.zone.dwell_s:
+                    p.counted = True
+                    e = _Entry(batch.camera, det.track, p.entered_t, p.entered_ts,
+                               batch.t - p.entered_t, p.conf)  # fmt: skip
+                    closed = self._closed(e)
+                    if closed:
+                        window = self._window(e)
+                        alerts.append(self._alert(e, [closed] + [
+                            f"badge {b.name} at {b.when()} admits no one at closed hours"
+                            for b in window
+                        ]))  # fmt: skip
+                    else:
+                        self.pending.append(e)
             elif p.inside:
                 if p.outside_since is None:
                     p.outside_since = batch.t
@@ -79,7 +153,109 @@ class RestrictedZoneRule:
                     p.inside, p.entered_t, p.outside_since = False, None, None
         for tid in [t for t, p in self.tracks.items() if batch.t - p.last_t > FORGET_S]:
             del self.tracks[tid]
+        horizon = self.zone.badge_window_s + self.zone.dwell_s + BADGE_KEEP_S
+        self.badges = [
+            b
+            for b in self.badges
+            if (b.t is None or b.t >= batch.t - horizon)
+            and (b.ts is None or b.ts >= batch.ts - horizon)
+        ]
+        return alerts + self._decide(lambda e: batch.t > e.t + self.zone.badge_window_s)
+
+    def add_badge(self, scan: ScanEvent) -> list[Alert]:
+        """Record a badge event at this zone; its time may end the window of earlier entries."""
+        if scan.kind != "badge" or scan.zone != self.zone.id:
+            return []
+        extra = scan.model_extra or {}
+        name = str(extra.get("badge") or extra.get("operator") or "(no id)")
+        ts = None if scan.ts is None else scan.ts.timestamp() - self.zone.clock_skew_s
+        b = _Badge(name, scan.t, ts)
+        self.badges.append(b)
+        return self._decide(lambda e: -b.offset(e) > self.zone.badge_window_s)
+
+    def flush(self, t: float | None = None) -> list[Alert]:
+        """Decide entries whose badge window ended before video time `t`; all when None."""
+        if t is None:
+            return self._decide(lambda e: True)
+        return self._decide(lambda e: t > e.t + self.zone.badge_window_s)
+
+    def _closed(self, e: _Entry) -> str | None:
+        """Why the entry falls in closed hours, or None when the zone is open then."""
+        if self.schedule is None or self.zone.open_at(local := self.schedule.local(e).time()):
+            return None
+        return (
+            f"closed hours: entered at {local:%H:%M} {self.schedule.tz.key},"
+            f" zone {self.zone.id} is open {', '.join(self.zone.open_hours)}"
+        )
+
+    def _decide(self, due: Callable[[_Entry], bool]) -> list[Alert]:
+        """Decide the due entries: those a badge covers pass silently, the others alert."""
+        ready = sorted((e for e in self.pending if due(e)), key=lambda e: e.t)
+        if not ready:
+            return []
+        cover = self._assign()
+        self.pending = [e for e in self.pending if not due(e)]
+        held = {id(b): [e for e in self.pending if cover.get(id(e)) is b] for b in self.badges}
+        alerts = []
+        for e in ready:
+            badge = cover.get(id(e))
+            if badge is not None:
+                badge.used_by.append(e)
+            else:
+                alerts.append(self._alert(e, self._badge_notes(e, held)))
         return alerts
+
+    def _assign(self) -> dict[int, _Badge]:
+        """Match pending entries to badges with room left, as people badge then walk in.
+
+        First each badge, in time order, takes the first entries at or after it; then an entry
+        still uncovered takes the earliest badge that followed it (a late reader).
+        """
+        w, n = self.zone.badge_window_s, self.zone.persons_per_badge
+        entries = sorted(self.pending, key=lambda e: e.t)
+        room = {id(b): n - len(b.used_by) for b in self.badges}
+        cover: dict[int, _Badge] = {}
+        for b in sorted(self.badges, key=_badge_time):
+            for e in entries:
+                if room[id(b)] > 0 and id(e) not in cover and 0 <= b.offset(e) <= w:
+                    cover[id(e)], room[id(b)] = b, room[id(b)] - 1
+        for e in entries:
+            late = [b for b in self.badges if room[id(b)] > 0 and -w <= b.offset(e) < 0]
+            if id(e) not in cover and late:
+                b = max(late, key=lambda b: b.offset(e))
+                cover[id(e)], room[id(b)] = b, room[id(b)] - 1
+        return cover
+
+    def _window(self, e: _Entry) -> list[_Badge]:
+        w = self.zone.badge_window_s
+        return sorted((b for b in self.badges if abs(b.offset(e)) <= w), key=_badge_time)
+
+    def _badge_notes(self, e: _Entry, held: dict[int, list[_Entry]]) -> list[str]:
+        """The badges considered for an uncovered entry, and whom each admitted instead.
+
+        `held`: entries still pending that a badge is kept for.
+        """
+        z, w = self.zone, self.zone.badge_window_s
+        window = self._window(e)
+        notes = []
+        for b in window:
+            who = ", ".join(f"track {u.track}" for u in b.used_by + held.get(id(b), []))
+            notes.append(
+                f"badge {b.name} at {b.when()} authorized {who}"
+                f" ({z.persons_per_badge} per badge)"
+            )
+        if window:
+            near = min(window, key=lambda b: abs(b.offset(e)))
+            notes.append(f"track {e.track} entered {_apart(near.offset(e))} badge {near.name}"
+                         " without a badge of its own")  # fmt: skip
+            return notes
+        notes.append(f"no badge at zone {z.id} within {w:g} s of the entry")
+        if self.badges:
+            near = min(self.badges, key=lambda b: abs(b.offset(e)))
+            notes.append(
+                f"nearest badge: {near.name} at {near.when()}, the entry {_apart(near.offset(e))} it"
+            )
+        return notes
 
     def _adopt(self, foot: tuple[float, float], t: float) -> _Presence:
         """A track born inside the zone inherits the state of one recently lost there."""
@@ -93,39 +269,62 @@ class RestrictedZoneRule:
             return _Presence()
         return self.tracks.pop(best[1])
 
-    def _alert(self, batch: DetectionBatch, track: int, p: _Presence) -> Alert:
-        assert p.entered_t is not None
-        dwell = batch.t - p.entered_t
+    def _alert(self, e: _Entry, why: list[str]) -> Alert:
         return Alert(
             type="unauthorized_entry",
-            camera=batch.camera,
+            camera=e.camera,
             zone=self.zone.id,
-            t=p.entered_t,
-            ts=p.entered_ts,
-            track=track,
-            confidence=round(p.conf, 3),
-            explanation=(
-                f"person track {track} entered restricted zone {self.zone.id} at t={p.entered_t:.1f}s"
-                f" and stayed {dwell:.1f}s (dwell threshold {self.zone.dwell_s:.1f}s)"
+            t=e.t,
+            ts=e.ts,
+            track=e.track,
+            confidence=round(e.conf, 3),
+            explanation="; ".join(
+                [
+                    f"person track {e.track} entered restricted zone {self.zone.id}"
+                    f" at t={e.t:.1f}s and stayed {e.stayed:.1f}s"
+                    f" (dwell threshold {self.zone.dwell_s:.1f}s)",
+                    *why,
+                ]
             ),
         )
+
+
+def _badge_time(b: _Badge) -> float:
+    return b.t if b.t is not None else b.ts or 0.0
+
+
+def _apart(offset: float) -> str:
+    """'2.0 s after' for an entry 2 s after a badge."""
+    return f"{abs(offset):.1f} s {'after' if offset >= 0 else 'before'}"
 
 
 class RuleEngine:
     """All rules of a site, by camera. `process` takes one camera's batch at a time.
 
-    Scans go to the departure rule of every zone of their station (`add_scan`); in replay,
-    add each scan before the first batch whose `t` passes it, and `flush()` at the end.
+    Scans go to the departure rule of every zone of their station, badge events to the
+    restricted zone they name (`add_scan`); in replay, add each before the first batch whose
+    `t` passes it, and `flush()` at the end. `replay`: batches carry decode time as `ts`, so
+    open hours apply only from the site's `replay_start`.
     """
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, replay: bool = False):
         self.rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {
             c.id: [] for c in site.cameras
         }
+        tz = ZoneInfo(site.timezone)
+        schedule: Schedule | None = Schedule(tz)
+        if replay:
+            start = site.replay_start
+            if start is not None and start.tzinfo is None:
+                start = start.replace(tzinfo=tz)
+            schedule = None if start is None else Schedule(tz, start.timestamp())
         self.departures: list[DepartureRule] = []
+        self.restricted: list[RestrictedZoneRule] = []
         for zone in site.zones:
             if zone.kind == "restricted":
-                self.rules[zone.camera].append(RestrictedZoneRule(zone))
+                entry = RestrictedZoneRule(zone, schedule)
+                self.rules[zone.camera].append(entry)
+                self.restricted.append(entry)
             else:
                 rule = DepartureRule(zone)
                 self.rules[zone.camera].append(rule)
@@ -135,12 +334,15 @@ class RuleEngine:
         return [a for rule in self.rules.get(batch.camera, []) for a in rule.update(batch)]
 
     def add_scan(self, scan: ScanEvent) -> list[Alert]:
-        """Route a scan to its station's zones; it may end the grace window of others."""
+        """Route a scan to its station's zones, a badge to its zone; either may end the window
+        of entries or departures held for it."""
+        if scan.kind == "badge":
+            return [a for r in self.restricted if r.zone.id == scan.zone for a in r.add_badge(scan)]
         rules = [r for r in self.departures if r.zone.station == scan.station]
         return [a for r in rules for a in r.add_scan(scan)]
 
     def flush(self, t: float | None = None, camera: str | None = None) -> list[Alert]:
-        """Decide pending departures (of `camera`, or all) whose grace ended before video time
-        `t`; all of them when `t` is None, at the end of a replay when no scan can come."""
-        rules = [r for r in self.departures if camera is None or r.zone.camera == camera]
-        return [a for r in rules for a in r.flush(t)]
+        """Decide pending departures and entries (of `camera`, or all) whose window ended before
+        video time `t`; all of them when `t` is None, at the end of a replay when no scan can come."""
+        rules: list[RestrictedZoneRule | DepartureRule] = [*self.restricted, *self.departures]
+        return [a for r in rules if camera is None or r.zone.camera == camera for a in r.flush(t)]

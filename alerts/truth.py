@@ -45,4 +45,4 @@ def truth_alerts(
         t = (f - 1) / fps
         batch = DetectionBatch(camera, f - 1, t, t, size[0], size[1], dets)
         alerts.extend(engine.process(batch))
-    return alerts
+    return alerts + engine.flush()

@@ -58,7 +58,7 @@ def replay(
     realtime: bool = False,
 ) -> ReplayStats:
     """Process every camera's video; write each alert as a JSON line as soon as it is raised."""
-    pipeline = Pipeline(site, detector)
+    pipeline = Pipeline(site, detector, replay=True)
     class_ids = {name: i for i, name in detector.names.items()}
     count = total_frames = 0
     t0 = time.monotonic()
@@ -71,11 +71,15 @@ def replay(
             count += 1
 
     for cam in site.cameras:
-        # Scans carry the station camera's video time: feed each one just before the first
-        # frame that passes it, so the rules see scans and frames in the order they happened.
-        stations = {z.station for z in site.zones_of(cam.id) if z.station}
-        pending = deque(sorted((s for s in scans or [] if s.station in stations and s.t is not None),
-                               key=lambda s: s.t or 0.0))  # fmt: skip
+        # Scans and badges carry the video time of their zone's camera: feed each one just before
+        # the first frame that passes it, so the rules see them and frames in the order they
+        # happened.
+        zones = site.zones_of(cam.id)
+        stations = {z.station for z in zones if z.station}
+        doors = {z.id for z in zones if z.kind == "restricted"}
+        ours = [s for s in scans or [] if s.t is not None
+                and (s.zone in doors if s.kind == "badge" else s.station in stations)]  # fmt: skip
+        pending = deque(sorted(ours, key=lambda s: s.t or 0.0))
         tracks_file = None
         if tracks_dir is not None:
             Path(tracks_dir).mkdir(parents=True, exist_ok=True)

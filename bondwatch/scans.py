@@ -14,8 +14,8 @@ class ScanEvent(BaseModel):
     """`t` (seconds of the station camera's video) in replay, `ts` (wall clock) live.
 
     `kind: scan` (the default) is a unit's serial read at a station; `kind: badge` is an
-    access-control event at a restricted zone's door (authorization is later work: badges are
-    accepted and validated, and no rule consumes them yet).
+    access-control event at a restricted zone's door: it authorizes that zone's next
+    `persons_per_badge` entries (extra fields `badge` and `operator` name it in explanations).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)

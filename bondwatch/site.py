@@ -7,8 +7,10 @@ once, at load time, with the YAML path and line number of the offending value.
 from __future__ import annotations
 
 import re
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +22,7 @@ KEY_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, _ and -")]
 Key = Annotated[str, Field(pattern=KEY_PATTERN, description="letters, digits, _ . and -")]
 Point = tuple[float, float]
+HOURS_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(?:([01]\d|2[0-3]):([0-5]\d)|24:00)$")
 
 
 class Strict(BaseModel):
@@ -80,8 +83,28 @@ class Zone(Strict):
     )
     clock_skew_s: float = Field(
         0.0,
-        description="station: seconds the scanner's clock runs ahead of the cameras';"
-        " subtracted from live scan times (`ts`)",
+        description="seconds the scanner's (station) or badge reader's (restricted) clock runs"
+        " ahead of the cameras'; subtracted from live scan and badge times (`ts`)",
+    )
+    persons_per_badge: int = Field(
+        1,
+        ge=1,
+        description="restricted: person entries one badge event at this zone authorizes;"
+        " anyone beyond them is an unauthorized entry",
+    )
+    badge_window_s: float = Field(
+        10.0,
+        ge=0,
+        description="restricted: an entry this long before or after a badge event is covered by"
+        " it; an entry's alert waits that long (in capture time) for a late badge. 0: no wait",
+    )
+    open_hours: list[str] = Field(
+        default_factory=list,
+        description="restricted: local times (site `timezone`) when badged entry is allowed, such"
+        " as ['08:00-12:00', '13:00-18:00'] ('22:00-06:00' spans midnight); outside them every"
+        " entry is unauthorized, badge or not. Empty: always open. Live, an entry's time is its"
+        " frame's wall clock; replay ignores open_hours unless the site sets `replay_start`,"
+        " because a replayed frame's wall clock is when it was decoded, not when it was filmed",
     )
 
     @field_validator("polygon")
@@ -90,6 +113,28 @@ class Zone(Strict):
         if len(v) < 3:
             raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
         return v
+
+    @field_validator("open_hours")
+    @classmethod
+    def _hours_well_formed(cls, v: list[str]) -> list[str]:
+        for span in v:
+            m = HOURS_PATTERN.match(span)
+            if m is None or m.group(1, 2) == m.group(3, 4):
+                raise ValueError(f"open hours {span!r} are not HH:MM-HH:MM (like 08:00-12:00)")
+        return v
+
+    def open_at(self, moment: time) -> bool:
+        """Whether local time of day `moment` falls in the open hours (always, without any)."""
+        if not self.open_hours:
+            return True
+        hm = (moment.hour, moment.minute)
+        for span in self.open_hours:
+            start, end = span.split("-")
+            lo = tuple(int(x) for x in start.split(":"))
+            hi = tuple(int(x) for x in end.split(":"))
+            if (lo <= hm < hi) if lo < hi else (hm >= lo or hm < hi):
+                return True
+        return False
 
     @model_validator(mode="after")
     def _station_named(self) -> Zone:
@@ -145,6 +190,23 @@ class Site(Strict):
     cameras: list[Camera] = Field(min_length=1, description="the cameras of the site")
     zones: list[Zone] = Field(default_factory=list, description="zones drawn on camera frames")
     stations: list[Station] = Field(default_factory=list, description="scanner stations")
+    timezone: str = Field(
+        "UTC", description="IANA time zone of the site (like Asia/Shanghai), for `open_hours`"
+    )
+    replay_start: datetime | None = Field(
+        None,
+        description="replay only: local wall-clock time (site `timezone` unless given) at which"
+        " the replayed videos begin; with it, `open_hours` apply in replay at replay_start + t",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name like Asia/Shanghai") from None
+        return v
 
     @model_validator(mode="after")
     def _references(self) -> Site:
