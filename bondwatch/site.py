@@ -237,22 +237,13 @@ def _unique(what: str, ids: list[str]) -> None:
         seen.add(x)
 
 
-class SiteError(Exception):
+class SiteError(yamlcheck.ConfigError):
     """A site file that cannot be used; `errors` holds one line per problem."""
-
-    def __init__(self, path: str, errors: list[str]):
-        self.path = path
-        self.errors = errors
-        super().__init__(f"{path}: " + "; ".join(errors))
 
 
 def load_site(path: str | Path) -> Site:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SiteError(str(path), [f"cannot read the site file: {e.strerror}"]) from None
-    return parse_site(text, str(path), base=path.parent)
+    return parse_site(yamlcheck.read(path, "site file", SiteError), str(path), base=path.parent)
 
 
 def parse_site(text: str, name: str = "<site>", base: Path | None = None) -> Site:

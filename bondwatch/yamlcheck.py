@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +18,22 @@ class LocatedError(ValueError):
     def __init__(self, loc: Loc, msg: str):
         super().__init__(msg)
         self.loc = loc
+
+
+class ConfigError(Exception):
+    """A YAML file that cannot be used; `errors` holds one line per problem."""
+
+    def __init__(self, path: str, errors: list[str]):
+        self.path = path
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+
+def read(path: Path, what: str, error: type[ConfigError]) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(str(path), [f"cannot read the {what}: {e.strerror}"]) from None
 
 
 class YamlError(Exception):

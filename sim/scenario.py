@@ -289,22 +289,13 @@ class Scenario(Strict):
         return names
 
 
-class ScenarioError(Exception):
+class ScenarioError(yamlcheck.ConfigError):
     """A scenario that cannot be rendered; `errors` holds one line per problem."""
-
-    def __init__(self, path: str, errors: list[str]):
-        self.path = path
-        self.errors = errors
-        super().__init__(f"{path}: " + "; ".join(errors))
 
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError(str(path), [f"cannot read the scenario: {e.strerror}"]) from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(yamlcheck.read(path, "scenario", ScenarioError), str(path))
 
 
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
