@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from bondwatch.redis_server import RedisServer
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 PETS_DIR = ROOT.parent / "shared" / "data" / "pets2009-s2l1"
 PETS_VIDEO = PETS_DIR / "vtest.avi"
@@ -20,6 +24,16 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--disable-quic",
 ]  # fmt: skip
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float, interval_s: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy or time runs out; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(interval_s)
+    return condition()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from typing import Literal
 import av
 import numpy as np
 import pytest
+from conftest import wait_for
 from rtsp import RtspServer, make_h264_mp4, make_mp4
 
 from bondwatch.site import Camera
@@ -47,15 +48,6 @@ class Recording:
     killed_ts: float
     restarted_ts: float
     cpu_s: float  # process CPU while streaming (decode and remux together)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def collect(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from conftest import CHROMIUM, CHROMIUM_ARGS, wait_for
 from playwright.sync_api import expect, sync_playwright
 from rtsp import RtspServer, free_port, make_h264_mp4
 
@@ -59,16 +59,6 @@ class Service:
     def cookies(self) -> dict[str, str]:
         r = httpx.post(f"{self.url}/api/login", json={"name": "admin", "password": self.password})
         return dict(r.cookies) if r.status_code == 200 else {}
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +113,13 @@ def test_live_video_and_alert_in_browser(service: Service):
             page.click("#login-form button[type=submit]")
         tile = page.locator('.tile[data-camera="plaza"]')
         expect(tile.locator(".health")).to_have_text("在线", timeout=30_000)
-        wait_for(
+        assert wait_for(
             lambda: page.evaluate(
                 "() => document.querySelector('video[data-camera=\"plaza\"]')"
                 "?.getVideoPlaybackQuality().totalVideoFrames || 0"
             ) > 10,
-            60, "WebRTC video frames decoded in Chromium",
-        )  # fmt: skip
+            60, interval_s=0.5,
+        ), "no WebRTC video frames decoded in Chromium"  # fmt: skip
         # A person walks into the restricted road area: the model, tracker and rule raise it,
         # and the alert arrives over the WebSocket without a reload.
         expect(page.locator(".alert").filter(has_text="未授权进入").first).to_be_visible(timeout=60_000)
@@ -149,11 +139,12 @@ def test_camera_outage_is_an_alert_and_recovers(service: Service):
 
     killed = time.time()
     service.rtsp.kill()
-    offline = wait_for(lambda: since("camera_offline", killed), 30, "camera_offline")
+    offline = wait_for(lambda: since("camera_offline", killed), 30, interval_s=0.5)
+    assert offline, "no camera_offline alert after the camera's server was killed"
     assert offline[0]["camera"] == "plaza"
     restarted = time.time()
     service.rtsp.start()
-    wait_for(lambda: since("camera_online", restarted), 60, "camera_online after the restart")
+    assert wait_for(lambda: since("camera_online", restarted), 60, interval_s=0.5), "no recovery alert"
 
 
 def test_alerts_list_cli_and_clean_shutdown(service: Service):

@@ -7,14 +7,14 @@ import logging
 import socket
 import subprocess
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for
 from rtsp import RtspServer, free_port, make_h264_mp4
 
 from bondwatch.site import Camera
@@ -37,15 +37,6 @@ def rtsp(pets_mp4: Path) -> Iterator[RtspServer]:
     """A real RTSP server shared by the tests that do not kill it."""
     with RtspServer({"/pets": pets_mp4}) as server:
         yield server
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def make_frame(index: int) -> Frame:
