@@ -35,6 +35,8 @@ from bondwatch.site import parse_site
 from dashboard.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
 @dataclass(frozen=True)
 class Stack:
     url: str
@@ -196,3 +198,80 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
     assert close_code == 4401  # what the dashboard page reacts to by going to the sign-in page
     page.goto(url)
     page.wait_for_url(f"{url}/login")
+
+
+def sign_in(page: Page, url: str, name: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("#login-name", name)
+    page.fill("#login-password", PASSWORDS[name])
+    page.click("#login-submit")
+    page.wait_for_url(f"{url}/")
+
+
+def test_alert_desk_acknowledge_and_resolve(stack: Stack, page: Page):
+    """An officer works a case in the page: acknowledge, then resolve as a false alarm."""
+    head = next(a for a in stack.store.recent(limit=50) if a.type == "unscanned_departure")
+    assert head.ts is not None
+    repeat = make_alert("unscanned_departure", ts=head.ts + 20, t=head.t + 20)
+    stack.store.add(repeat)  # the same unit again within the window: it joins the head's case
+    ARTIFACTS.mkdir(exist_ok=True)
+    sign_in(page, stack.url, "officer")
+
+    item = page.locator(f'.alert[data-id="{head.id}"]')
+    expect(item.locator(".alert-group")).to_have_text("+1")  # the repeat is folded under it
+    expect(page.locator(f'.alert[data-id="{repeat.id}"]')).to_have_count(0)
+    expect(item.locator(".alert-state")).to_have_text("新")
+
+    # Filters: by state, then by type.
+    page.select_option("#filter-state", "resolved")
+    expect(item).to_have_count(0)
+    page.select_option("#filter-state", "new")
+    expect(item).to_have_count(1)
+    page.select_option("#filter-type", "camera_offline")
+    expect(item).to_have_count(0)
+    page.select_option("#filter-type", "")
+    page.select_option("#filter-state", "")
+
+    item.click()
+    panel = page.locator("#case-panel")
+    expect(panel).to_be_visible()
+    expect(page.locator("#case-title")).to_have_text("未扫码离开")
+    expect(page.locator("#case-state")).to_have_text("新")
+    expect(page.locator("#case-fields")).to_contain_text("合并告警: 1 条")
+    expect(page.locator("#act-resolve")).to_be_hidden()
+    expect(page.locator("#act-reopen")).to_be_hidden()
+
+    page.click("#act-acknowledge")
+    expect(page.locator("#case-state")).to_have_text("已确认")
+    expect(item.locator(".alert-state")).to_have_text("已确认")
+    expect(page.locator("#act-acknowledge")).to_be_hidden()
+
+    # A resolution without a note is refused in the page, in one sentence.
+    page.select_option("#act-resolution", "false_alarm")
+    page.click("#act-resolve")
+    expect(page.locator("#case-error")).to_have_text("处理告警需要填写说明。")
+    page.fill("#case-text", "叉车司机路过，非设备离开")
+    page.click("#act-resolve")
+    expect(page.locator("#case-state")).to_have_text("已处理")
+    expect(page.locator("#case-error")).to_have_text("")
+    expect(item.locator(".alert-state")).to_have_text("已处理")
+    expect(page.locator("#act-reopen")).to_be_visible()
+
+    history = page.locator("#case-history li")
+    expect(history.locator(".step-action")).to_have_text(["产生告警", "合并", "确认", "处理 · 误报"])
+    expect(history.nth(2).locator(".step-actor")).to_have_text("officer")
+    expect(history.nth(3)).to_contain_text("叉车司机路过，非设备离开")
+    page.screenshot(path=ARTIFACTS / "alert-desk.png")
+
+    case = stack.store.case(repeat.id)  # acting through the page changed the stored case
+    assert case is not None and (case.state, case.resolution) == ("resolved", "false_alarm")
+
+    # Someone else reopens the case meanwhile: the page's reopen is refused in one sentence
+    # (409) and the panel and the list catch up with the case.
+    stack.store.act(head.id, "reopen", "admin", "admin", text="new evidence")
+    page.fill("#case-text", "再看一次")
+    page.click("#act-reopen")
+    expect(page.locator("#case-error")).to_contain_text("not resolved")
+    expect(page.locator("#case-state")).to_have_text("已确认")
+    expect(item.locator(".alert-state")).to_have_text("已确认")
+    expect(page.locator("#act-resolve")).to_be_visible()
