@@ -59,7 +59,7 @@ class Outage:
     period: int
     kill: float
     kill_ts: float  # wall clock of the kill, to match recorded gaps
-    restart: float | None = None
+    restart: float | None = None  # when the server was started again (its start-up follows)
     restart_ts: float | None = None
     left_live: float | None = None  # the first state change away from "live" after the kill
     left_state: str = ""
@@ -174,6 +174,8 @@ def main() -> int:
         not_live = [s.camera.id for s in streams if s.health().state != "live"]
         if not_live:
             print(f"FAIL: not live after 60 s: {', '.join(not_live)}")
+            if not args.keep:
+                shutil.rmtree(data, ignore_errors=True)
             return 1
         time.sleep(2.0)  # past the RTSP start-up burst
         cpu0, t0 = process_cpu_s(), time.monotonic()
@@ -186,14 +188,15 @@ def main() -> int:
             outage = None
             end = start + args.restart_every_s
             while (now := time.monotonic()) < end:
+                # stamped before acting: the camera may report before kill() or start() return
                 if outage is None and now >= kill_at:
-                    servers[victim].kill()
                     outage = Outage(victim, k, time.monotonic(), time.time())
                     outages.append(outage)
+                    servers[victim].kill()
                     restart_at = outage.kill + args.down_s
                 elif outage is not None and outage.restart is None and restart_at and now >= restart_at:
-                    servers[victim].start()
                     outage.restart, outage.restart_ts = time.monotonic(), time.time()
+                    servers[victim].start()
                 time.sleep(0.05)
             elapsed = time.monotonic() - start
             period_fps.append(
