@@ -48,6 +48,8 @@ class CameraHealth:
     `tamper` names the tamper conditions raised now ("covered", "moved, blurred"; "" none).
     `clock` is where frames' wall-clock times come from: the camera's RTCP/NTP time or our
     arrival time; `drift_s` is the camera clock minus arrival time (None without RTCP).
+    `recording_pending` counts closed segments not yet hashed and indexed (the recording lag,
+    in segments); `recording_error` is the recorder's last failure ("" none, or no recording).
     """
 
     camera: str
@@ -62,6 +64,8 @@ class CameraHealth:
     tamper: str = ""
     clock: ClockSource = "arrival"
     drift_s: float | None = None
+    recording_pending: int = 0
+    recording_error: str = ""
 
 
 class CameraStream:
@@ -173,7 +177,14 @@ class CameraStream:
             tamper=self._tampered,
             clock=self._clock,
             drift_s=self._drift_s,
+            **self._recording_health(),
         )
+
+    def _recording_health(self) -> dict[str, int | str]:
+        if self.recorder is None:
+            return {}
+        stats = self.recorder.stats()
+        return {"recording_pending": stats.pending, "recording_error": stats.last_error}
 
     def _set_state(self, state: State, error: str = "") -> None:
         with self._lock:

@@ -108,6 +108,8 @@ def recording(pets_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             restarted_ts = time.time()
             server.start()
             collect(stream, sessions[1], 6.0, 30, after=last.index)
+            health = stream.health()  # the recording lag and errors reach the health snapshot
+            assert health.recording_error == "" and health.recording_pending <= 1
         finally:
             assert stream.stop()
         cpu_s = time.process_time() - cpu0
