@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -485,4 +486,11 @@ def verify_recordings(data_dir: str | Path, camera: str | None = None, out: Text
         print(f"{len(problems)} problem(s) in {len(segments)} segments of {cams} camera(s)", file=out)
         return 2
     print(f"ok: {len(segments)} segments of {cams} camera(s) chained, {checked} files intact", file=out)
+    for gap in store.gaps(camera):  # not a problem of integrity, but a loss of supervision
+        until = _utc(gap.to_ts) if gap.to_ts is not None else "now"
+        print(f"gap: camera {gap.camera} not recorded {_utc(gap.from_ts)} to {until}: {gap.reason}", file=out)
     return 0
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

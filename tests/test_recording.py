@@ -175,7 +175,11 @@ def test_the_outage_is_one_recorded_gap_and_recording_resumes(recording: Recordi
 def test_an_intact_recording_verifies(recording: Recording) -> None:
     out = io.StringIO()
     assert verify_recordings(recording.data, out=out) == 0
-    assert out.getvalue().startswith("ok: ")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ok: ")
+    # the outage and the final stop are listed as gaps in the recording
+    gaps = [line for line in lines if line.startswith("gap: camera pets not recorded ")]
+    assert len(gaps) == 2 and gaps[-1].endswith("to now: camera pets: recording stopped")
 
 
 def alter_byte(data: Path, seg: Segment) -> None:
