@@ -159,7 +159,7 @@ class Recording(Strict):
 
 class DetectionSettings(Strict):
     model: str | None = Field(
-        None, description="model file (.pt or .onnx); default: the bundled person model"
+        None, description="model file (.pt or .onnx); default: the bundled person+unit model"
     )
     conf: float = Field(0.1, gt=0, lt=1, description="lowest detection confidence kept")
     batch_size: int = Field(

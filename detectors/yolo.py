@@ -49,7 +49,9 @@ from streams.frame import Frame  # noqa: E402
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = MODELS_DIR / "bondwatch-person.onnx"
+# People and units, from simulator scenes and PETS calibration frames (models/bondwatch-n.md).
+# On a CPU machine the .pt is exported once to a cached dynamic-shape ONNX.
+DEFAULT_MODEL = MODELS_DIR / "bondwatch-n.pt"
 DEFAULT_CACHE = Path.home() / ".cache" / "bondwatch"
 DEFAULT_IMGSZ = 640
 
