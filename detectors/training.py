@@ -421,7 +421,7 @@ class MotSource:
 
     @property
     def label(self) -> str:
-        every = f", every {self.step}th" if self.step > 1 else ""
+        every = f", step {self.step}" if self.step > 1 else ""
         return f"`{self.video.name}` frames {self.first}-{self.last}{every}"
 
 
@@ -846,6 +846,7 @@ frames of PETS 2009 S2.L1.
 | start | `{train_args.get("model")}` (matching layers transferred, head rebuilt for 2 classes) |
 | epochs | {len(epochs)} of {train_args.get("epochs")}, close_mosaic {train_args.get("close_mosaic")} |
 | augmentation | ultralytics defaults |
+| optimizer | ultralytics auto; one step per batch (nbs = batch), 1 warmup epoch |
 | imgsz | {size}; the ONNX takes 1x3x{size}x{size} float RGB 0-1 |
 | batch | {train_args.get("batch")} |
 | time | CPU, {sum(epochs) / 60:.1f} min wall, {np.median(epochs) if epochs else 0:.0f} s per epoch (median) |
