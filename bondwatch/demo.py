@@ -72,18 +72,22 @@ def _progress(done: int, total: int) -> None:
 
 
 class DemoScanner(threading.Thread):
-    """Publishes each scripted scan when its station camera shows that moment of the loop."""
+    """Publishes each scripted scan or badge event when its camera shows that moment of the loop."""
 
     def __init__(self, demo: Demo, bus: ScanBus, position: Position):
         super().__init__(name="demo-scanner", daemon=True)
         self.bus = bus
         self.position = position
         self.loop_s = demo.loop_s
-        camera_of = {z.station: z.camera for z in demo.site.zones if z.station}
+        # A scan belongs to its station's camera, a badge event to its zone's camera.
+        station_camera = {z.station: z.camera for z in demo.site.zones if z.station}
+        zone_camera = {z.id: z.camera for z in demo.site.zones}
         self.scans: dict[str, list[ScanEvent]] = {}
         for scan in demo.scans:
-            if scan.kind == "scan" and scan.station in camera_of and scan.t is not None:
-                self.scans.setdefault(camera_of[scan.station], []).append(scan)
+            key = scan.station if scan.kind == "scan" else scan.zone
+            camera = (station_camera if scan.kind == "scan" else zone_camera).get(key or "")
+            if camera is not None and scan.t is not None:
+                self.scans.setdefault(camera, []).append(scan)
         self.last_t: dict[str, float] = {}
         self.stopping = threading.Event()
 
@@ -105,17 +109,12 @@ class DemoScanner(threading.Thread):
             for k in range(math.floor(last / self.loop_s), math.floor(t / self.loop_s) + 1):
                 at = scan.t + k * self.loop_s
                 if last < at <= t:
-                    due.append(
-                        LiveScan(
-                            id=f"demo-{camera}-{k}-{i}",
-                            station=scan.station,
-                            serial=scan.serial,
-                            ts=datetime.fromtimestamp(ts - (t - at), UTC),
-                        )
-                    )
+                    fields = scan.model_dump(exclude_none=True, exclude={"t", "ts"})
+                    when = datetime.fromtimestamp(ts - (t - at), UTC)
+                    due.append(LiveScan(**fields, id=f"demo-{camera}-{k}-{i}", ts=when))
         if due:
             self.bus.publish(due)
-            logger.info("demo scanner: %d scan(s) at %s", len(due), camera)
+            logger.info("demo scanner: %d event(s) at %s", len(due), camera)
 
     def stop(self) -> None:
         self.stopping.set()
