@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detectors.training import predict_boxes, read_mot  # noqa: E402
+from detectors.training import iou, predict_boxes, read_mot  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +47,6 @@ def read_frames(video: Path, numbers: list[int]) -> dict[int, np.ndarray]:
             frames[number] = image
     capture.release()
     return frames
-
-
-def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one x1,y1,x2,y2 box against many."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / (area + areas - inter + 1e-9)
 
 
 def match_frame(

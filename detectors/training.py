@@ -564,7 +564,8 @@ def merge_datasets(
     return train_yaml
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one x1,y1,x2,y2 box against many."""
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
     x2 = np.minimum(box[2], others[:, 2])
@@ -610,7 +611,7 @@ def match_detections(
             taken = np.zeros(len(boxes), dtype=bool)
             mine = found[found[:, 5] == cls]
             for det in mine[np.argsort(-mine[:, 4])]:
-                overlaps = np.where(taken, -1.0, _iou(det, boxes)) if len(boxes) else np.zeros(1)
+                overlaps = np.where(taken, -1.0, iou(det, boxes)) if len(boxes) else np.zeros(1)
                 best = int(np.argmax(overlaps))
                 if overlaps[best] >= iou:
                     taken[best] = True
