@@ -594,7 +594,7 @@ class ClassMatch:
 
 
 def match_detections(
-    dets: list[np.ndarray], truth: list[np.ndarray], iou: float = 0.5
+    dets: list[np.ndarray], truth: list[np.ndarray], min_iou: float = 0.5
 ) -> dict[int, ClassMatch]:
     """Greedy per-class matching by confidence over many images.
 
@@ -613,7 +613,7 @@ def match_detections(
             for det in mine[np.argsort(-mine[:, 4])]:
                 overlaps = np.where(taken, -1.0, iou(det, boxes)) if len(boxes) else np.zeros(1)
                 best = int(np.argmax(overlaps))
-                if overlaps[best] >= iou:
+                if overlaps[best] >= min_iou:
                     taken[best] = True
                     hits[cls].append(float(det[4]))
                 else:
