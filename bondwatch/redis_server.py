@@ -42,7 +42,7 @@ class RedisServer:
     """Start with `start()`, stop with `stop()`; `url` is ready to pass to redis-py."""
 
     def __init__(self, data_dir: str | Path, port: int | None = None, persist: bool = True):
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # redis-server changes into --dir first
         self.port = port or free_port()
         self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None

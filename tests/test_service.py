@@ -162,3 +162,13 @@ def test_alerts_list_cli_and_clean_shutdown(service: Service):
     # The embedded redis-server went down with the service.
     redis_procs = subprocess.run(["pgrep", "-f", "--", f"--dir {service.data}/redis"], capture_output=True)
     assert redis_procs.returncode == 1, redis_procs.stdout
+
+
+def test_embedded_redis_starts_from_a_relative_data_dir(tmp_path, monkeypatch):
+    """`bondwatch run --data data` (the default) passes a relative path to redis-server."""
+    from bondwatch.redis_server import RedisServer
+
+    monkeypatch.chdir(tmp_path)
+    with RedisServer("data/redis", persist=True) as server:
+        assert (tmp_path / "data" / "redis" / "redis.log").is_file()
+        assert server.url.startswith("redis://127.0.0.1:")
