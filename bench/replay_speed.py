@@ -4,8 +4,9 @@
 
 Baseline: `YOLO(best.pt).track(source, stream=True)` over the clip, the loop most people
 write first. Ours: the same code path as `bondwatch replay` (PyAV decode, the Detector with
-its per-camera ByteTrack, the rules), with the bundled .pt model (exported once to a cached
-dynamic-shape ONNX on a CPU machine) and with the bundled static ONNX file.
+its per-camera ByteTrack, the rules), given the same bundled .pt: on a CPU it runs the int8
+model quantized from that .pt (models/NAME.int8.onnx, detectors/quantize.py), and, for
+comparison, with int8 off, the float32 ONNX export cached from the .pt.
 Every frame of the clip is processed in all runs. Prints frames per second and ratios.
 """
 
@@ -56,9 +57,9 @@ def plain_loop(model: Path, video: Path) -> tuple[int, float]:
     return n, time.perf_counter() - start
 
 
-def ours(model: Path, video: Path) -> tuple[int, float]:
+def ours(model: Path, video: Path, int8: bool = True) -> tuple[int, float]:
     site = parse_site(SITE.format(video=video))
-    detector = Detector(model)
+    detector = Detector(model, int8=int8)
     stats = replay(site, {"pets": str(video)}, io.StringIO(), detector=detector)
     return stats.frames, stats.seconds
 
@@ -67,18 +68,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=PETS)
     ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--model", default="bondwatch-person", help="a model in models/ (NAME.pt)")
     args = ap.parse_args()
     video = clip(args.video, args.frames, Path(tempfile.mkdtemp()) / "clip.mp4")
-    pt, onnx = MODELS_DIR / "bondwatch-person.pt", MODELS_DIR / "bondwatch-person.onnx"
+    pt = MODELS_DIR / f"{args.model}.pt"
     rows = []
-    for name, fn, model in [
-        ("plain ultralytics loop (.pt, torch)", plain_loop, pt),
-        # Without CUDA the Detector exports a .pt once to a cached dynamic-shape ONNX.
-        ("bondwatch replay path (.pt -> cached ONNX)", ours, pt),
-        ("bondwatch replay path (static 416 .onnx)", ours, onnx),
+    for name, fn in [
+        ("plain ultralytics loop (.pt, torch)", plain_loop),
+        ("bondwatch replay path (.pt -> int8 ONNX)", ours),
+        ("bondwatch replay path (.pt -> float32 ONNX)", lambda m, v: ours(m, v, int8=False)),
     ]:
-        fn(model, video)  # warm-up: model load, first-call allocations
-        n, secs = fn(model, video)
+        fn(pt, video)  # warm-up: model load, first-call allocations
+        n, secs = fn(pt, video)
         rows.append((name, n, secs))
     base = rows[0][1] / rows[0][2]
     print(f"{'run':<46} {'frames':>6} {'seconds':>8} {'fps':>7} {'ratio':>6}")
