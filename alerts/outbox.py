@@ -4,6 +4,10 @@ loses one.
 
 A row is marked published only after XADD returned, so a crash in between publishes that
 alert once more on restart; every entry carries the alert id so consumers drop the repeat.
+
+With a fence (workers sharing cameras through leases, see `bondwatch.leases`), an alert is
+stored only while the fence names this writer's token for the alert's camera, and never with a
+token older than one already stored for that camera, in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import time
 from collections.abc import Callable
 
 import redis
-from sqlalchemy import Float, Integer, String, Text, select, update
+from sqlalchemy import Float, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerts.bus import AlertBus
 from alerts.store import AlertStore, Base
 from alerts.types import Alert
+from bondwatch.leases import FenceCheck, WriteToken
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +44,48 @@ class OutboxRow(Base):
     published_at: Mapped[float | None] = mapped_column(Float, index=True)
 
 
+class AlertWriterRow(Base):
+    """Which worker stored an alert, with its fencing token (only when a fence is in use)."""
+
+    __tablename__ = "alert_writers"
+
+    alert_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    token: Mapped[int] = mapped_column(Integer)
+
+
 class Outbox:
     """Writes alerts with their outbox rows; `Publisher` drains the rows to the stream."""
 
-    def __init__(self, store: AlertStore):
+    def __init__(self, store: AlertStore, fence: FenceCheck | None = None):
         self.store = store
-        Base.metadata.create_all(store.engine)
+        self.fence = fence
+        if fence is not None:  # until a migration adds it: only fenced workers need the table
+            AlertWriterRow.__table__.create(store.engine, checkfirst=True)  # type: ignore[attr-defined]
         self.written = threading.Event()
 
     def emit(self, alert: Alert) -> bool:
-        """Store `alert` and queue it for publishing, atomically; False if it was stored before."""
+        """Store `alert` and queue it for publishing, atomically; False if it was stored before,
+        or if the fence refuses this writer for the alert's camera."""
+        writer: WriteToken | None = None
+        if self.fence is not None:
+            writer = self.fence(alert.camera)
+            if writer is None:
+                logger.warning("camera %s: alert %s dropped: not this worker's", alert.camera, alert.id)
+                return False
         with self.store.transaction() as s:
+            if writer is not None and not _fenced_in(s, alert, writer):
+                return False
             new = self.store.insert(s, alert)
             if new:
                 s.add(OutboxRow(alert_id=alert.id, payload=alert.to_json(live=True), created_at=time.time()))
+                if writer is not None:
+                    s.add(
+                        AlertWriterRow(
+                            alert_id=alert.id, camera=alert.camera, owner=writer.owner, token=writer.token
+                        )
+                    )
         self.written.set()
         return new
 
@@ -64,6 +97,18 @@ class Outbox:
     def mark_published(self, seq: int) -> None:
         with Session(self.store.engine) as s, s.begin():
             s.execute(update(OutboxRow).where(OutboxRow.seq == seq).values(published_at=time.time()))
+
+
+def _fenced_in(s: Session, alert: Alert, writer: WriteToken) -> bool:
+    """Whether `writer` may store `alert`: no newer token has stored one for its camera yet."""
+    newest = s.scalar(select(func.max(AlertWriterRow.token)).where(AlertWriterRow.camera == alert.camera))
+    if newest is not None and writer.token < newest:
+        logger.warning(
+            "camera %s: alert %s dropped: token %d of %s is older than token %d",
+            alert.camera, alert.id, writer.token, writer.owner, newest,
+        )  # fmt: skip
+        return False
+    return True
 
 
 class Publisher(threading.Thread):

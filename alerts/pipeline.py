@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from alerts.rules import RuleEngine
 from alerts.types import Alert
 from bondwatch.scans import ScanEvent
@@ -13,25 +15,45 @@ from streams.frame import Frame
 
 
 class Pipeline:
+    """Detection then rules. The rules are used under a lock, so the dashboard's zone editor can
+    swap zones (`reload_zones`) from another thread; a swap lands between two batches."""
+
     def __init__(self, site: Site, detector: Detector, replay: bool = False):
         self.site = site
         self.detector = detector
         self.rules = RuleEngine(site, replay)
         self.fps = {c.id: c.detect_fps for c in site.cameras}
+        self._lock = threading.Lock()
+        self._gate(site)
+
+    def _gate(self, site: Site) -> None:
+        """Motion gates watch the station polygons, so they follow zone edits too."""
         for cam in site.cameras:
             if cam.motion_gate:
                 stations = [z.polygon for z in site.zones_of(cam.id) if z.kind == "station"]
                 gate = MotionGate(site.detection.motion_threshold, site.detection.max_skip_s, stations)
-                detector.gate(cam.id, gate)
+                self.detector.gate(cam.id, gate)
 
     def process(self, frames: list[Frame]) -> tuple[list[DetectionBatch], list[Alert]]:
         batches = self.detector.track(frames, self.fps)
-        alerts = [a for b in batches for a in self.rules.process(b)]
+        with self._lock:
+            alerts = [a for b in batches for a in self.rules.process(b)]
         return batches, alerts
 
     def scan(self, scan: ScanEvent) -> list[Alert]:
         """A scan may cover a pending departure, or close the grace window of others."""
-        return self.rules.add_scan(scan)
+        with self._lock:
+            return self.rules.add_scan(scan)
 
     def flush(self, t: float | None = None, camera: str | None = None) -> list[Alert]:
-        return self.rules.flush(t, camera)
+        with self._lock:
+            return self.rules.flush(t, camera)
+
+    def reload_zones(self, site: Site) -> list[Alert]:
+        """Apply the zones of `site` (same cameras) without a restart; returns the alerts of
+        removed zones that were still pending (see RuleEngine.reload_zones)."""
+        with self._lock:
+            alerts = self.rules.reload_zones(site)
+            self.site = site
+            self._gate(site)
+        return alerts

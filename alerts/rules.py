@@ -308,9 +308,6 @@ class RuleEngine:
     """
 
     def __init__(self, site: Site, replay: bool = False):
-        self.rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {
-            c.id: [] for c in site.cameras
-        }
         tz = ZoneInfo(site.timezone)
         schedule: Schedule | None = Schedule(tz)
         if replay:
@@ -318,17 +315,43 @@ class RuleEngine:
             if start is not None and start.tzinfo is None:
                 start = start.replace(tzinfo=tz)
             schedule = None if start is None else Schedule(tz, start.timestamp())
+        self.schedule = schedule
+        self.rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {}
         self.departures: list[DepartureRule] = []
         self.restricted: list[RestrictedZoneRule] = []
+        self.reload_zones(site)
+
+    def reload_zones(self, site: Site) -> list[Alert]:
+        """Take the zones of `site`, edited while running, between two batches.
+
+        A zone that keeps its id, camera and kind keeps its rule's state (the tracks inside,
+        pending entries and departures, scans and badges) and only takes the new polygon and
+        settings; a new zone starts empty. A removed zone's pending events are decided at once
+        and returned, so an edit never silently drops an alert that was waiting for its scan.
+        """
+        old: dict[str, RestrictedZoneRule | DepartureRule] = {
+            r.zone.id: r for r in [*self.restricted, *self.departures]
+        }
+        gone: list[RestrictedZoneRule | DepartureRule] = []
+        rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {c.id: [] for c in site.cameras}
+        restricted: list[RestrictedZoneRule] = []
+        departures: list[DepartureRule] = []
         for zone in site.zones:
-            if zone.kind == "restricted":
-                entry = RestrictedZoneRule(zone, schedule)
-                self.rules[zone.camera].append(entry)
-                self.restricted.append(entry)
+            rule = old.pop(zone.id, None)
+            if rule is not None and (rule.zone.camera, rule.zone.kind) != (zone.camera, zone.kind):
+                gone.append(rule)
+                rule = None
+            if rule is None:
+                restricted_zone = zone.kind == "restricted"
+                rule = RestrictedZoneRule(zone, self.schedule) if restricted_zone else DepartureRule(zone)
+            rule.zone = zone
+            rules[zone.camera].append(rule)
+            if isinstance(rule, RestrictedZoneRule):
+                restricted.append(rule)
             else:
-                rule = DepartureRule(zone)
-                self.rules[zone.camera].append(rule)
-                self.departures.append(rule)
+                departures.append(rule)
+        self.rules, self.restricted, self.departures = rules, restricted, departures
+        return [a for rule in [*gone, *old.values()] for a in rule.flush()]
 
     def process(self, batch: DetectionBatch) -> list[Alert]:
         return [a for rule in self.rules.get(batch.camera, []) for a in rule.update(batch)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 from sqlalchemy import Float, Integer, String, Text, func, select, update
@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from alerts.cases import GROUP_WINDOW_S, Action, Case, Resolution, Role, State, Step, decide
 from alerts.types import Alert
 from bondwatch.audit import AuditLog
-from bondwatch.db import make_engine
+from bondwatch.db import make_engine, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ SYSTEM_ACTOR = "bondwatch"
 
 class AlertStore:
     def __init__(self, url: str):
+        migrate(url)
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
         self.audit = AuditLog(self.engine)
 
     @contextlib.contextmanager
@@ -245,11 +245,37 @@ class AlertStore:
             rows = s.scalars(select(CaseRow).where(CaseRow.alert_id.in_(alert_ids)))
             return {r.alert_id: (r.state, r.group_id) for r in rows}
 
-    def recent(self, limit: int = 200, since: float | None = None) -> list[Alert]:
-        """Newest first; `since` is a wall-clock UNIX time."""
+    def recent(
+        self,
+        limit: int = 200,
+        since: float | None = None,
+        *,
+        types: Sequence[str] = (),
+        camera: str | None = None,
+        station: str | None = None,
+        state: str | None = None,
+        from_ts: float | None = None,
+        to_ts: float | None = None,
+    ) -> list[Alert]:
+        """Newest first; `since` is a wall-clock UNIX time of storing. The filters narrow the
+        list on the server, so a desk looking at last week is not limited to the newest `limit`:
+        `from_ts`/`to_ts` bound the event's own time (its `ts`, or when it was stored)."""
         q = select(AlertRow).order_by(AlertRow.stored_at.desc()).limit(limit)
         if since is not None:
             q = q.where(AlertRow.stored_at >= since)
+        if types:
+            q = q.where(AlertRow.type.in_(types))
+        if camera is not None:
+            q = q.where(AlertRow.camera == camera)
+        if station is not None:
+            q = q.where(AlertRow.station == station)
+        if state is not None:
+            q = q.join(CaseRow, CaseRow.alert_id == AlertRow.id).where(CaseRow.state == state)
+        event_time = func.coalesce(AlertRow.ts, AlertRow.stored_at)
+        if from_ts is not None:
+            q = q.where(event_time >= from_ts)
+        if to_ts is not None:
+            q = q.where(event_time <= to_ts)
         with Session(self.engine) as s:
             return [r.to_alert() for r in s.scalars(q)]
 

@@ -1,10 +1,15 @@
-"""Accounts for the dashboard: names, roles and scrypt password hashes in the database."""
+"""Accounts for the dashboard: names, roles, factories and scrypt password hashes in the database.
+
+A factory operator belongs to exactly one factory (the `factory` of its cameras in the site
+file) and sees only that factory's cameras and alerts; customs staff belong to none and see all.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from typing import Literal
@@ -12,7 +17,8 @@ from typing import Literal
 from sqlalchemy import Float, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from bondwatch.db import make_engine
+from bondwatch.db import make_engine, migrate
+from bondwatch.site import ID_PATTERN
 
 Role = Literal["admin", "officer", "operator"]
 ROLES: tuple[Role, ...] = ("admin", "officer", "operator")
@@ -29,6 +35,7 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(200))
+    factory: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created: Mapped[float] = mapped_column(Float)
 
 
@@ -58,12 +65,18 @@ def _dummy_hash() -> str:
 
 class Accounts:
     def __init__(self, db_url: str):
+        migrate(db_url)
         self.engine = make_engine(db_url)
-        Base.metadata.create_all(self.engine)
 
-    def add(self, name: str, role: str, password: str) -> None:
+    def add(self, name: str, role: str, password: str, factory: str | None = None) -> None:
         if role not in ROLES:
             raise AccountError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        if role == "operator" and factory is None:
+            raise AccountError("an operator account needs a factory: the site's cameras it may see")
+        if role != "operator" and factory is not None:
+            raise AccountError(f"only an operator belongs to a factory; an {role} sees every factory")
+        if factory is not None and not re.match(ID_PATTERN, factory):
+            raise AccountError(f"factory {factory!r} is not an id: use lower-case letters, digits, _ and -")
         if not name or len(name) > 64:
             raise AccountError("a user name needs 1 to 64 characters")
         if len(password) < 8:
@@ -71,7 +84,12 @@ class Accounts:
         with Session(self.engine) as s, s.begin():
             if s.get(User, name) is not None:
                 raise AccountError(f"user {name!r} already exists")
-            s.add(User(name=name, role=role, password_hash=hash_password(password), created=time.time()))
+            s.add(
+                User(
+                    name=name, role=role, password_hash=hash_password(password),
+                    created=time.time(), factory=factory,
+                )
+            )  # fmt: skip
 
     def verify(self, name: str, password: str) -> User | None:
         with Session(self.engine) as s:

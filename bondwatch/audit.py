@@ -5,6 +5,10 @@ removing or reordering an entry breaks the chain at that entry, and `bondwatch a
 names it. Entries are numbered (`seq`) by the writer, not by the database, so a gap is
 visible too. What the chain cannot show on its own is the loss of the newest entries; that
 needs the head hash kept somewhere else (a later issue).
+
+Retention purges the oldest entries (`purge_through`): the hash of the last one purged is kept
+as the chain's anchor, where verification starts instead of the genesis hash, and the purge is
+itself an entry of the chain, so an anchor that no recorded purge vouches for is a removal.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, select
+from sqlalchemy import Float, Integer, String, Text, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from bondwatch.db import lock_writers, migrate
 
 logger = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+PURGE_ACTION = "audit_purged"
 
 
 class Base(DeclarativeBase):
@@ -43,6 +50,17 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """The one row (id 1) saying where the chain starts once old entries were purged."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)  # the last purged entry
+    hash: Mapped[str] = mapped_column(String(64))  # and its hash
+    purged_at: Mapped[float] = mapped_column(Float)
 
 
 def canonical(obj: Any) -> bytes:
@@ -91,13 +109,13 @@ class Problem:
 class AuditLog:
     """Appends entries under one lock, so the chain never forks within this process.
 
-    Another process appending at the same moment collides on `seq` (the primary key) and its
-    transaction fails rather than forking the chain.
+    Another process appending at the same moment waits for the database's writer lock
+    (`lock_writers`), so it chains after this one instead of colliding on `seq`.
     """
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        Base.metadata.create_all(engine)
+        migrate(engine.url.render_as_string(hide_password=False))
         self._lock = threading.RLock()
 
     @contextlib.contextmanager
@@ -105,6 +123,7 @@ class AuditLog:
         """A database transaction holding the append lock: entries appended in it commit (or
         roll back) together with whatever else the caller writes there."""
         with self._lock, Session(self.engine) as s, s.begin():
+            lock_writers(s.connection(), "audit")
             yield s
 
     def append(
@@ -112,14 +131,19 @@ class AuditLog:
     ) -> AuditEntry:
         """Append inside `s`, a session from `transaction()`."""
         last = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        if last is not None:
+            prev_seq, prev_hash = last.seq, last.hash
+        else:  # an empty log continues from its anchor, if everything in it was purged
+            anchor = s.get(AuditAnchor, 1)
+            prev_seq, prev_hash = (anchor.seq, anchor.hash) if anchor else (0, GENESIS)
         row = AuditRow(
-            seq=(last.seq + 1) if last else 1,
+            seq=prev_seq + 1,
             ts=time.time(),
             actor=actor,
             action=action,
             target=target,
             detail=canonical(detail or {}).decode(),
-            prev_hash=last.hash if last else GENESIS,
+            prev_hash=prev_hash,
         )
         row.hash = entry_hash(row.prev_hash, row)
         s.add(row)
@@ -143,22 +167,54 @@ class AuditLog:
                 for r in s.scalars(q)
             ]
 
+    def purge_through(self, s: Session, seq: int, actor: str, detail: dict[str, Any]) -> int:
+        """Delete entries 1..`seq` inside `s` (a session from `transaction()`), anchor the chain
+        at entry `seq` and record the purge as a new entry; how many entries went."""
+        last = s.get(AuditRow, seq)
+        if last is None:
+            return 0
+        gone = s.execute(delete(AuditRow).where(AuditRow.seq <= seq)).rowcount
+        anchor = s.get(AuditAnchor, 1)
+        if anchor is None:
+            s.add(AuditAnchor(id=1, seq=seq, hash=last.hash, purged_at=time.time()))
+        else:
+            anchor.seq, anchor.hash, anchor.purged_at = seq, last.hash, time.time()
+        s.flush()
+        record = {**detail, "through_seq": seq, "anchor": last.hash, "entries": gone}
+        self.append(s, actor, PURGE_ACTION, "audit_log", record)
+        return gone
+
     def verify(self) -> tuple[int, Problem | None]:
         """The number of entries and the first break in the chain, if any."""
         with Session(self.engine) as s:
             rows = list(s.scalars(select(AuditRow).order_by(AuditRow.seq)))
-        return len(rows), first_problem(rows)
+            anchor = s.get(AuditAnchor, 1)
+        if anchor is None:
+            return len(rows), first_problem(rows)
+        return len(rows), first_problem(rows, (anchor.seq, anchor.hash)) or _unvouched(rows, anchor)
 
 
-def first_problem(rows: list[AuditRow]) -> Problem | None:
-    """Walk the chain in `seq` order and name the first entry that does not fit.
+def _unvouched(rows: list[AuditRow], anchor: AuditAnchor) -> Problem | None:
+    """A removal, unless a purge entry in the chain names exactly this anchor."""
+    for r in rows:
+        if r.action == PURGE_ACTION:
+            d = json.loads(r.detail)
+            if d.get("through_seq") == anchor.seq and d.get("anchor") == anchor.hash:
+                return None
+    gone = "entry 1" if anchor.seq == 1 else f"entries 1-{anchor.seq}"
+    return Problem(1, "removed", f"{gone} removed: no recorded purge vouches for the chain's anchor")
+
+
+def first_problem(rows: list[AuditRow], start: tuple[int, str] = (0, GENESIS)) -> Problem | None:
+    """Walk the chain in `seq` order from `start` (the seq and hash the chain continues: the
+    genesis, or the anchor of a purge) and name the first entry that does not fit.
 
     A gap in `seq` is a removal; an entry that chains to the hash of some entry other than
     its predecessor was moved; an entry whose own hash no longer matches its content, or whose
     predecessor's hash is not what it chained to, was changed.
     """
     stored = {r.hash: r.seq for r in rows}
-    prev_seq, prev_hash = 0, GENESIS
+    prev_seq, prev_hash = start
     for r in rows:
         if r.seq != prev_seq + 1:
             gone = f"entry {prev_seq + 1}" if r.seq == prev_seq + 2 else f"entries {prev_seq + 1}-{r.seq - 1}"
@@ -173,8 +229,9 @@ def first_problem(rows: list[AuditRow]) -> Problem | None:
                     f"entry {r.seq} reordered: it was written after entry {moved_after}, "
                     f"not after entry {prev_seq}",
                 )  # fmt: skip
-            if prev_seq == 0:
-                return Problem(1, "changed", "entry 1 changed: it does not start the chain")
+            if prev_seq == start[0]:
+                where = "start the chain" if prev_seq == 0 else f"continue from purged entry {prev_seq}"
+                return Problem(r.seq, "changed", f"entry {r.seq} changed: it does not {where}")
             return Problem(
                 prev_seq, "changed",
                 f"entry {prev_seq} changed: its hash is not the one entry {r.seq} chained to",

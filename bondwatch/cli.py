@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import logging
 import os
 import shlex
 import shutil
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bondwatch.site import Site, SiteError, load_site
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
 
 logger = logging.getLogger("bondwatch")
 MODEL_HELP = "YOLO model file, .onnx or .pt (default: $BONDWATCH_MODEL, else the bundled model)"
@@ -58,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help=MODEL_HELP)
     run.set_defaults(func=cmd_run)
 
+    wk = sub.add_parser("worker", help="ingest, detection and rules for the cameras this worker owns")
+    wk.add_argument("--site", required=True, help="site file, the same for every worker")
+    wk.add_argument("--data", default="data", help="data directory (shared recordings, SQLite)")
+    wk.add_argument("--redis", help="Redis URL shared by the workers (default: $REDIS_URL)")
+    wk.add_argument("--worker-id", help="unique worker name (default: HOST-PID)")
+    wk.add_argument("--capacity", type=int, default=16, help="most cameras this worker runs")
+    wk.add_argument("--lease-s", type=float, default=10.0, help="camera lease time in seconds")
+    wk.add_argument("--model", help=MODEL_HELP + "; `none`: ingest and record only, no detection")
+    wk.set_defaults(func=cmd_worker)
+
     check = sub.add_parser("check-site", help="validate a site file")
     check.add_argument("site")
     check.set_defaults(func=cmd_check_site)
@@ -85,8 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     user_add = user_sub.add_parser("add", help="create an account")
     user_add.add_argument("name")
     user_add.add_argument("--role", required=True, choices=["admin", "officer", "operator"])
+    user_add.add_argument(
+        "--factory", help="an operator's factory: it sees only cameras with this `factory:`"
+    )
     user_add.add_argument("--data", default="data")
     user_add.set_defaults(func=cmd_user_add)
+
+    nt = sub.add_parser("notify", help="send alert notifications (a consumer of the alert stream)")
+    nt.add_argument("--site", required=True, help="site file with the `notifications:` section")
+    nt.add_argument("--data", default="data", help="data directory: database, evidence (default ./data)")
+    nt.add_argument("--redis", help="the service's Redis (default: $REDIS_URL)")
+    nt.add_argument("--consumer", help="this process's name in the consumer group (default notify@HOST)")
+    nt.set_defaults(func=cmd_notify)
 
     vr = sub.add_parser("verify-recordings", help="check the recording hash chains (exit 0 ok, 2 problems)")
     vr.add_argument("--data", default="data", help="data directory (default ./data)")
@@ -99,6 +125,34 @@ def _parser() -> argparse.ArgumentParser:
     au_verify.add_argument("--data", default="data", help="data directory (default ./data)")
     au_verify.set_defaults(func=cmd_audit_verify)
 
+    db = sub.add_parser("db", help="the database schema (Alembic migrations)")
+    db_sub = db.add_subparsers(required=True, metavar="ACTION")
+    db_up = db_sub.add_parser("upgrade", help="bring the database to the current schema")
+    db_up.add_argument("--data", default="data", help="data directory (default ./data)")
+    db_up.set_defaults(func=cmd_db_upgrade)
+    db_rev = db_sub.add_parser("revision", help="developers: write a migration for changed models")
+    db_rev.add_argument("-m", "--message", required=True, help="what the revision changes")
+    db_rev.set_defaults(func=cmd_db_revision)
+
+    ret = sub.add_parser("retention", help="delete what is older than the retention period")
+    ret_sub = ret.add_subparsers(required=True, metavar="ACTION")
+    ret_run = ret_sub.add_parser("run", help="purge old alerts, cases, evidence and audit entries now")
+    ret_run.add_argument("--site", help="site file with the `retention:` section (default: 1096 days)")
+    ret_run.add_argument("--data", default="data", help="data directory (default ./data)")
+    ret_run.set_defaults(func=cmd_retention_run)
+
+    ev = sub.add_parser("evidence", help="signed evidence packages of alerts")
+    ev_sub = ev.add_subparsers(required=True, metavar="ACTION")
+    ev_export = ev_sub.add_parser("export", help="write the signed package of an alert's case")
+    ev_export.add_argument("alert_id")
+    ev_export.add_argument("--data", default="data", help="data directory (default ./data)")
+    ev_export.add_argument("--out", required=True, help="the package to write (.zip)")
+    ev_export.set_defaults(func=cmd_evidence_export)
+    ev_verify = ev_sub.add_parser("verify", help="check a package (exit 0 ok, 1 altered, 2 unreadable)")
+    ev_verify.add_argument("package")
+    ev_verify.add_argument("--key", help="the installation's public key (PEM) the package must be signed by")
+    ev_verify.set_defaults(func=cmd_evidence_verify)
+
     sim = sub.add_parser("sim", help="the workshop simulator")
     sim_sub = sim.add_subparsers(required=True, metavar="ACTION")
     render = sim_sub.add_parser("render", help="render a scenario to videos, scans and truth")
@@ -106,6 +160,14 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--out", required=True)
     render.set_defaults(func=cmd_sim_render)
+    serve = sim_sub.add_parser("serve", help="serve a scenario's cameras live over RTSP, scans in step")
+    serve.add_argument("--scenario", required=True)
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--out", help="render directory (default: .work/sim/SCENARIO-SEED, reused)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8554)
+    serve.add_argument("--redis", help="publish the scenario's scans on this Redis, as the cameras show them")
+    serve.set_defaults(func=cmd_sim_serve)
 
     tr = sub.add_parser("train", help="train the person+unit detector (simulator + labelled video)")
     tr.add_argument(
@@ -157,6 +219,14 @@ def _parser() -> argparse.ArgumentParser:
         "--work", default=".work", help="renders in WORK/sim, the resumable run in WORK/train/NAME"
     )
     tr.set_defaults(func=cmd_train)
+
+    qz = sub.add_parser("quantize", help="write the int8 ONNX of a trained .pt (twice as fast on CPU)")
+    qz.add_argument("model", help="trained weights, e.g. models/bondwatch-n.pt")
+    qz.add_argument(
+        "--images", action="append", required=True, metavar="DIR", help="calibration images (training data)"
+    )
+    qz.add_argument("--count", type=int, default=64, help="how many calibration images to use")
+    qz.set_defaults(func=cmd_quantize)
     return p
 
 
@@ -228,6 +298,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import re
+    import signal
+    import socket
+
+    from bondwatch.worker import Worker
+
+    redis_url = args.redis or os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise UserError("a worker needs the shared Redis: give --redis URL or set REDIS_URL")
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", worker_id):
+        raise UserError(f"--worker-id {worker_id!r}: use letters, digits and _ . : - only")
+    if args.capacity < 1 or args.lease_s <= 0:
+        raise UserError("--capacity must be at least 1 and --lease-s above 0")
+    site = load_site(args.site)
+    data = Path(args.data)
+    model = None if args.model == "none" else _detector(args.model, site, cache_dir=data / "model-cache")
+    worker = Worker(
+        site, data, redis_url=redis_url, worker_id=worker_id,
+        capacity=args.capacity, lease_s=args.lease_s, model=model,
+    )  # fmt: skip
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: worker.stop())
+    return worker.run()
+
+
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     from alerts.store import AlertStore
     from bondwatch.db import database_url
@@ -266,10 +363,45 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
-        Accounts(database_url(args.data)).add(args.name, args.role, password)
+        Accounts(database_url(args.data)).add(args.name, args.role, password, args.factory)
     except AccountError as e:
         raise UserError(str(e)) from None
-    print(f"user {args.name} ({args.role}) created")
+    of = f", factory {args.factory}" if args.factory else ""
+    print(f"user {args.name} ({args.role}{of}) created")
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """The notifier as its own process, next to `bondwatch run` (which runs one as threads too;
+    both consume the same group, so an alert is still notified at most once per channel)."""
+    import signal
+    import threading
+
+    from alerts.notify import NotifyError, NotifyService
+    from alerts.store import AlertStore
+    from bondwatch.db import database_url
+
+    site = load_site(args.site)
+    if not site.notifications.channels:
+        raise UserError(f"{args.site} has no notification channels (`notifications: channels:`)")
+    redis_url = args.redis or os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise UserError("bondwatch notify reads the service's alert stream: set REDIS_URL or give --redis")
+    store = AlertStore(database_url(args.data))
+    try:
+        service = NotifyService(site, store, redis_url, Path(args.data), consumer=args.consumer)
+    except NotifyError as e:
+        store.close()
+        raise UserError(str(e)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    print(f"notifying {len(site.notifications.channels)} channel(s)", flush=True)
+    while not stop.wait(1.0):
+        pass
+    service.stop()
+    store.close()
     return 0
 
 
@@ -294,6 +426,121 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evidence_export(args: argparse.Namespace) -> int:
+    from alerts.evidence import ClipPending, Evidence, NoEvidence, cli_actor
+    from alerts.store import AlertStore
+    from bondwatch.db import database_url
+    from streams.recordings import RECORDINGS_SUBDIR, open_store
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UserError(f"no data directory {data}")
+    store = AlertStore(database_url(data))
+    recording = open_store(data) if (data / RECORDINGS_SUBDIR).is_dir() else None
+    try:
+        done = Evidence(data, store, recording).export(args.alert_id, args.out, actor=cli_actor())
+    except (NoEvidence, ClipPending) as e:
+        raise UserError(str(e)) from None
+    finally:
+        store.close()
+    clip = "" if done.clip else ", no clip"
+    print(f"exported {done.path}: {done.files} files{clip}, signed by {done.fingerprint}")
+    return 0
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from alerts.evidence import PackageInvalid, PackageUnreadable, load_public_key, verify_package
+
+    try:
+        key = None
+        if args.key:
+            try:
+                pem = Path(args.key).read_bytes()
+            except OSError as e:
+                raise PackageUnreadable(f"cannot read the key {args.key}: {e.strerror}") from None
+            key = load_public_key(pem, args.key)
+        result = verify_package(args.package, key)
+    except PackageUnreadable as e:
+        raise UserError(str(e)) from None
+    except PackageInvalid as e:
+        print(f"NOT verified: {e}")
+        return 1
+    print(f"verified: {result.files} files, signed by {result.fingerprint}")
+    return 0
+
+
+# Every module that defines tables: the migrations must create exactly what they declare
+# (tests/test_migrations.py finds any module missing here).
+SCHEMA_MODULES = (
+    "bondwatch.accounts", "bondwatch.audit", "bondwatch.scanlog", "alerts.store", "alerts.outbox",
+    "alerts.delivery", "alerts.notify", "streams.recordings",
+)  # fmt: skip
+
+
+def schema_metadata() -> list[MetaData]:
+    """The models' tables, one MetaData per declarative base, for comparing and autogenerating."""
+    found: list[MetaData] = []
+    for name in SCHEMA_MODULES:
+        metadata = importlib.import_module(name).Base.metadata
+        if metadata not in found:
+            found.append(metadata)
+    return found
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bondwatch.db import DatabaseError, current_revision, database_url, make_engine, migrate
+
+    url = database_url(args.data)
+    try:
+        migrate(url)
+    except DatabaseError as e:
+        raise UserError(str(e)) from None
+    engine = make_engine(url)
+    try:
+        print(f"database schema at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_db_revision(args: argparse.Namespace) -> int:
+    """Autogenerate against a scratch database at the newest revision: what differs from the
+    models goes into a new revision file, to be read and adjusted before it is committed."""
+    import tempfile
+
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from bondwatch.db import alembic_config, make_engine, migrate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{scratch}/schema.db"
+        migrate(url)
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                cfg = alembic_config(url, schema_metadata())
+                cfg.attributes["connection"] = conn
+                head = ScriptDirectory.from_config(cfg).get_current_head() or "0"
+                number = f"{int(head) + 1:04d}" if head.isdigit() else None
+                script = command.revision(cfg, message=args.message, autogenerate=True, rev_id=number)
+        finally:
+            engine.dispose()
+    print(f"wrote {script.path}")  # type: ignore[union-attr]  # one revision, never a list
+    return 0
+
+
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    from bondwatch.db import database_url
+    from bondwatch.retention import Retention
+    from bondwatch.site import RetentionSettings
+
+    settings = load_site(args.site).retention if args.site else RetentionSettings()
+    report = Retention(database_url(args.data), Path(args.data), settings).run()
+    print(report.summary())
+    return 0
+
+
 def cmd_sim_render(args: argparse.Namespace) -> int:
     from sim.render import render_scenario
     from sim.scenario import ScenarioError
@@ -303,6 +550,41 @@ def cmd_sim_render(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         raise UserError(str(e)) from None
     print(json.dumps({"out": str(args.out), **getattr(result, "summary", {})}))
+    return 0
+
+
+def cmd_sim_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from sim.scenario import ScenarioError
+    from sim.serve import ServeError, SimServer
+
+    scenario = Path(args.scenario)
+    try:
+        out = Path(args.out) if args.out else _rendered(scenario, args.seed, Path(".work") / "sim")
+        if args.out and not (out / "truth.jsonl").exists():
+            from sim.render import render_scenario
+
+            render_scenario(scenario, out, seed=args.seed)
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+    server = SimServer(out, args.host, args.port)
+    try:
+        served = server.start(args.redis)
+    except ServeError as e:
+        raise UserError(str(e)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    for camera, url in served.urls.items():
+        print(f"{camera}: {url}")
+    print(f"site file for `bondwatch run --site`: {served.site} (loop {served.loop_s:.0f} s)", flush=True)
+    try:
+        while not stop.wait(1.0):
+            if server.proc is not None and server.proc.poll() is not None:
+                raise UserError("the RTSP server stopped")
+    finally:
+        server.stop()
     return 0
 
 
@@ -343,6 +625,22 @@ def _rendered(scenario: Path, seed: int, cache: Path) -> Path:
         render_scenario(scenario, partial, seed=seed)
         partial.rename(out)
     return out
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from detectors.quantize import QuantizeError, calibration_images, quantize
+    from detectors.yolo import DEFAULT_CACHE, trained_imgsz
+
+    pt = Path(args.model)
+    if pt.suffix != ".pt" or not pt.is_file():
+        raise UserError(f"{pt} is not a trained .pt file")
+    try:
+        images = calibration_images([Path(d) for d in args.images], args.count)
+    except QuantizeError as e:
+        raise UserError(str(e)) from None
+    out = quantize(pt, images, trained_imgsz(pt), DEFAULT_CACHE)
+    print(f"wrote {out} (calibrated on {len(images)} images)")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

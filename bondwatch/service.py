@@ -16,30 +16,39 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.bus import AlertBus
+from alerts.evidence import Evidence, FrameRing
+from alerts.notify import NotifyError, NotifyService
 from alerts.outbox import Outbox, Publisher
-from alerts.pipeline import Pipeline
 from alerts.store import AlertStore
 from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
-from bondwatch.db import database_url
+from bondwatch.db import DatabaseError, database_url, migrate
 from bondwatch.demo import Demo, DemoScanner
+from bondwatch.leases import FenceCheck
 from bondwatch.redis_server import RedisServer, RedisServerError
-from bondwatch.scanbus import ScanBus, ScanReader
+from bondwatch.retention import Retention, RetentionWorker
+from bondwatch.scanbus import LiveScan, ScanBus, ScanReader
+from bondwatch.scanlog import ScanLog
 from bondwatch.scans import ScanEvent
-from bondwatch.site import Site
+from bondwatch.site import Camera, Site
 from dashboard.app import create_app
 from detectors.types import DetectionBatch
-from detectors.yolo import Detector
 from streams.camera import CameraHealth, CameraStream
 from streams.frame import Frame
 from streams.rate import RateSampler
 from streams.recordings import RecordingStore, open_store
 from streams.tamper import TamperEvent
+
+if TYPE_CHECKING:  # the model stack (torch) loads only where a detector is built
+    from alerts.pipeline import Pipeline
+    from detectors.yolo import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -58,43 +67,73 @@ class AlertSink:
     """Store first, with an outbox row the publisher sends on: an alert that reached the
     database is never lost, whatever Redis does.
 
-    Each alert also holds the recording around it, so retention never deletes its evidence.
+    Each alert also holds the recording around it, so retention never deletes its evidence,
+    and gets its snapshot from `evidence` right after it is stored; a snapshot that fails is
+    logged, never a reason to lose the alert.
     """
 
-    def __init__(self, outbox: Outbox, recording: RecordingStore | None):
+    def __init__(self, outbox: Outbox, recording: RecordingStore | None, evidence: Evidence | None = None):
         self.outbox = outbox
         self.recording = recording
+        self.evidence = evidence
         self._lock = threading.Lock()
 
     def emit(self, alert: Alert) -> None:
         with self._lock:
-            self.outbox.emit(alert)
+            if not self.outbox.emit(alert):
+                return  # stored before (it has its hold), or refused by the camera's fence
             if self.recording is not None and alert.ts is not None:
                 self.recording.hold(
                     f"alert {alert.id}", alert.ts - EVIDENCE_PRE_S, alert.ts + EVIDENCE_POST_S,
                     camera=alert.camera,
                 )  # fmt: skip
+        if self.evidence is not None:
+            try:
+                self.evidence.take_snapshot(alert)
+            except Exception:
+                logger.exception("camera %s: no snapshot for alert %s", alert.camera, alert.id)
         logger.warning("ALERT %s", alert.to_json(live=True))
 
 
 class Cameras:
     """The live view the dashboard reads: newest frame and newest detections per camera."""
 
-    def __init__(self, site: Site, sink: AlertSink, recording: RecordingStore | None):
+    def __init__(
+        self, site: Site, sink: AlertSink, recording: RecordingStore | None, *, owned: bool = False
+    ):
+        """Streams for every camera of `site`; with `owned` (a `bondwatch worker`) none until
+        `open` is called for each camera the worker holds a lease on."""
         self.site = site
         self.sink = sink
-        self.streams = {
-            c.id: CameraStream(
-                c,
-                on_state=self._on_state,
-                on_tamper=self._on_tamper,
-                recording=recording,
-                segment_s=site.recording.segment_s,
-            )
-            for c in site.cameras
-        }
+        self.recording = recording
+        self.streams = {} if owned else {c.id: self._stream(c) for c in site.cameras}
         self.batches: dict[str, DetectionBatch] = {}
         self._offline: set[str] = set()
+
+    def _stream(self, camera: Camera) -> CameraStream:
+        return CameraStream(
+            camera,
+            on_state=self._on_state,
+            on_tamper=self._on_tamper,
+            recording=self.recording,
+            segment_s=self.site.recording.segment_s,
+        )
+
+    def open(self, camera: Camera) -> None:
+        """Start ingesting `camera` (its lease was just taken)."""
+        stream = self._stream(camera)
+        stream.start()
+        self.streams = {**self.streams, camera.id: stream}  # readers iterate the old dict meanwhile
+
+    def close(self, camera: str) -> None:
+        """Stop ingesting and recording `camera` (its lease moved or was lost)."""
+        stream = self.streams.get(camera)
+        if stream is None:
+            return
+        self.streams = {cid: s for cid, s in self.streams.items() if cid != camera}
+        self.batches.pop(camera, None)
+        self._offline.discard(camera)
+        stream.stop()
 
     def latest(self, camera: str) -> tuple[Frame | None, DetectionBatch | None]:
         stream = self.streams.get(camera)
@@ -137,9 +176,10 @@ class ScanListener(threading.Thread):
     Waiting on Redis stays off the detection loop, and the rules are touched by one thread only.
     """
 
-    def __init__(self, reader: ScanReader):
+    def __init__(self, reader: ScanReader, log: ScanLog | None = None):
         super().__init__(name="scans", daemon=True)
         self.reader = reader
+        self.log = log
         self.scans: queue.SimpleQueue[ScanEvent] = queue.SimpleQueue()
         self.stopping = threading.Event()
 
@@ -147,13 +187,24 @@ class ScanListener(threading.Thread):
         retry_s = 1.0
         while not self.stopping.is_set():
             try:
-                for scan in self.reader.read(block_ms=SCAN_BLOCK_MS):
+                batch = self.reader.read(block_ms=SCAN_BLOCK_MS)
+                for scan in batch:
                     self.scans.put(scan)
                 retry_s = 1.0
+                if batch and self.log is not None:
+                    self._keep(batch)
             except redis.RedisError as e:
                 logger.error("cannot read the scan stream (retrying in %.0f s): %s", retry_s, e)
                 self.stopping.wait(retry_s)
                 retry_s = min(retry_s * 2, SCAN_RETRY_MAX_S)
+
+    def _keep(self, scans: list[LiveScan]) -> None:
+        """Store the scans for serial trace; the rules have them already, whatever the database does."""
+        assert self.log is not None
+        try:
+            self.log.record(scans)
+        except SQLAlchemyError as e:
+            logger.error("could not store %d scans for serial trace: %s", len(scans), e)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stopping.set()
@@ -207,6 +258,7 @@ class DetectionWorker(threading.Thread):
         self.batch_timeout_s = settings.batch_timeout_ms / 1000.0
         self.samplers = {c.id: RateSampler(c.detect_fps) for c in cameras.site.cameras}
         self.seen: dict[str, int] = {}
+        self._streams: dict[str, CameraStream] = {}  # the stream each camera's state belongs to
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -222,10 +274,28 @@ class DetectionWorker(threading.Thread):
             except Exception:
                 logger.exception("detection failed on %s", [f.camera for f in frames])
                 continue
+            evidence = self.sink.evidence
+            by_camera = {f.camera: f for f in frames}
             for b in batches:
                 self.cameras.batches[b.camera] = b
+                if evidence is not None and evidence.ring is not None and b.camera in by_camera:
+                    evidence.ring.add(by_camera[b.camera], b)
             for a in alerts:
                 self.sink.emit(a)
+
+    def _restart(self, camera: str, stream: CameraStream) -> None:
+        """A camera's stream was replaced (a worker took the camera back after a handover): its
+        frames start a new time line, so its sampling and tracks start over, and the rule events
+        it left pending are decided now rather than lost."""
+        again = camera in self._streams
+        self._streams[camera] = stream
+        if not again:
+            return
+        self.seen.pop(camera, None)
+        self.samplers[camera] = RateSampler(stream.camera.detect_fps)
+        self.pipeline.detector.reset(camera)
+        for alert in self.pipeline.flush(camera=camera):
+            self.sink.emit(alert)
 
     def collect(self) -> list[Frame]:
         """The due frames of up to `batch_size` cameras; [] when none came within ~10 ms."""
@@ -235,6 +305,8 @@ class DetectionWorker(threading.Thread):
             for cid, stream in self.cameras.streams.items():
                 if cid in frames or len(frames) >= self.batch_size:
                     continue
+                if self._streams.get(cid) is not stream:
+                    self._restart(cid, stream)
                 # Frame indices only grow, across file loops and reconnects alike.
                 frame = stream.slot.get(after_index=self.seen.get(cid, -1), timeout=0)
                 if frame is None:
@@ -244,7 +316,7 @@ class DetectionWorker(threading.Thread):
                     if not frames:
                         deadline = time.monotonic() + self.batch_timeout_s
                     frames[cid] = frame
-            full = len(frames) >= min(self.batch_size, len(self.cameras.streams))
+            full = bool(frames) and len(frames) >= min(self.batch_size, len(self.cameras.streams))
             if full or time.monotonic() >= deadline:
                 break
             self.stopping.wait(0.002)
@@ -255,16 +327,39 @@ class DetectionWorker(threading.Thread):
         self.join(timeout_s)
 
 
+def recording_store(site: Site, data_dir: Path, fence: FenceCheck | None = None) -> RecordingStore | None:
+    """The site's recording store under `data_dir` with its retention; None when it records nothing."""
+    rec = site.recording
+    if not rec.enabled:
+        return None
+    return open_store(
+        data_dir,
+        max_age_s=rec.max_age_days * 86400 if rec.max_age_days else None,
+        quota_bytes=int(rec.quota_gb * 1e9) if rec.quota_gb else None,
+        fence=fence,
+    )
+
+
 def serve(
-    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None = None
+    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None = None,
+    site_path: Path | None = None,
 ) -> int:
-    return asyncio.run(_serve(site, data_dir, host=host, port=port, model=model, demo=demo))
+    """Run the service; `site_path`, the file `site` was read from, is where the dashboard's zone
+    editor saves (None: zones are read-only)."""
+    return asyncio.run(
+        _serve(site, data_dir, host=host, port=port, model=model, demo=demo, site_path=site_path)
+    )
 
 
 async def _serve(
-    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None
+    site: Site, data_dir: Path, *, host: str, port: int, model: Detector, demo: Demo | None,
+    site_path: Path | None = None,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        migrate(database_url(data_dir))  # before anything starts: an unusable database stops here
+    except DatabaseError as e:
+        raise ServiceError(str(e)) from None
     embedded: RedisServer | None = None
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -278,34 +373,44 @@ async def _serve(
     accounts = Accounts(db_url)
     _first_login(accounts, host, port)
     bus = AlertBus(redis_url)
-    rec = site.recording
-    recording = (
-        open_store(
-            data_dir,
-            max_age_s=rec.max_age_days * 86400 if rec.max_age_days else None,
-            quota_bytes=int(rec.quota_gb * 1e9) if rec.quota_gb else None,
-        )
-        if rec.enabled
-        else None
-    )
+    recording = recording_store(site, data_dir)
     outbox = Outbox(store)
     publisher = Publisher(outbox, bus)
-    sink = AlertSink(outbox, recording)
+    retention = RetentionWorker(Retention(db_url, data_dir, site.retention))
+    evidence = Evidence(data_dir, store, recording, site, FrameRing())
+    sink = AlertSink(outbox, recording, evidence)
     cameras = Cameras(site, sink, recording)
     # Read back as far as a scan can still cover a departure, for scans made while we were down.
     stations = [z for z in site.zones if z.kind == "station"]
     backlog_s = max((z.scan_before_s + z.scan_grace_s for z in stations), default=0.0)
-    listener = ScanListener(ScanReader(redis_url, since_s=backlog_s))
-    worker = DetectionWorker(cameras, Pipeline(site, model), sink, listener.scans)
+    listener = ScanListener(ScanReader(redis_url, since_s=backlog_s), ScanLog(store.engine))
+    from alerts.pipeline import Pipeline  # not at the top: workers without a model never load torch
+
+    pipeline = Pipeline(site, model)
+    worker = DetectionWorker(cameras, pipeline, sink, listener.scans)
+
+    def apply_zones(edited: Site) -> None:
+        """The zone editor saved `edited`: the rules take its zones between two batches."""
+        cameras.site = edited
+        evidence.site = edited  # snapshots draw the zones the rules use
+        for alert in pipeline.reload_zones(edited):
+            sink.emit(alert)
+
     scanner = DemoScanner(demo, ScanBus(redis_url), cameras.position) if demo is not None else None
-    app = create_app(cameras, store, bus, accounts, title="BondWatch")
+    app = create_app(
+        cameras, store, bus, accounts, title="BondWatch", recording=recording, evidence=evidence,
+        site_path=site_path, on_site=apply_zones,
+    )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    notify: NotifyService | None = None  # started after the publisher, stopped before it
     try:
         publisher.start()
+        retention.start()
+        notify = start_notify(site, store, redis_url, data_dir, f"http://{host}:{port}")
         for stream in cameras.streams.values():
             stream.start()
         listener.start()
@@ -325,7 +430,10 @@ async def _serve(
             logger.warning("%d unreadable entries were skipped on the scan stream", listener.reader.bad)
         for stream in cameras.streams.values():
             stream.stop()
+        if notify is not None:
+            notify.stop()
         publisher.stop()
+        retention.stop()
         bus.close()
         store.close()
         if embedded is not None:
@@ -340,3 +448,18 @@ def _first_login(accounts: Accounts, host: str, port: int) -> None:
     password = secrets.token_urlsafe(12)
     accounts.add("admin", "admin", password)
     print(f"First start: sign in at http://{host}:{port}/ as admin / {password}", flush=True)
+
+
+def start_notify(
+    site: Site, store: AlertStore, redis_url: str, data_dir: Path, dashboard_url: str
+) -> NotifyService | None:
+    """The notifier (see `bondwatch notify`) as threads of this process, when the site file
+    configures notification channels."""
+    if not site.notifications.channels:
+        return None
+    try:
+        notify = NotifyService(site, store, redis_url, data_dir, dashboard_url=dashboard_url)
+    except NotifyError as e:
+        raise ServiceError(str(e)) from None
+    notify.start()
+    return notify

@@ -6,12 +6,15 @@ once, at load time, with the YAML path and line number of the offending value.
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import datetime, time
+import shutil
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bondwatch import yamlcheck
@@ -33,6 +36,11 @@ class Camera(Strict):
     id: Id = Field(description="unique camera id, used in alerts and file names")
     url: str = Field(description="rtsp://, rtsps:// URL or a video file path")
     name: str = Field("", description="human-readable name shown on the dashboard")
+    factory: Id | None = Field(
+        None,
+        description="the factory (bonded repair company) whose workshop the camera watches; its"
+        " operators see only its cameras and their alerts. None: customs staff only",
+    )
     detect_fps: float = Field(5.0, gt=0, le=60, description="frames per second sent to the detector")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
     motion_gate: bool = Field(
@@ -157,6 +165,14 @@ class Recording(Strict):
     quota_gb: float | None = Field(None, gt=0, description="disk quota for recordings, oldest first")
 
 
+class RetentionSettings(Strict):
+    days: float = Field(
+        1096, gt=0,
+        description="keep alerts with their cases, deliveries and evidence, and audit entries, this"
+        " many days (default 3 years, the customs audit period); alerts of open cases stay longer",
+    )  # fmt: skip
+
+
 class DetectionSettings(Strict):
     model: str | None = Field(
         None, description="model file (.pt or .onnx); default: the bundled person+unit model"
@@ -181,9 +197,67 @@ class DetectionSettings(Strict):
     )
 
 
+# The alert types of alerts/types.py, repeated because the shared package imports no stage;
+# tests/test_notify.py checks that the two lists agree.
+AlertTypeName = Literal[
+    "unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online", "camera_tamper"
+]
+
+
+class NotifyChannel(Strict):
+    id: Id = Field(description="unique channel id, stored with each delivery")
+    url: str = Field(
+        description="Apprise URL (json://, mailto://, wecombot://, dingtalk://, feishu://, ...);"
+        " ${VAR} is replaced from the environment when sending, so secrets stay out of the file"
+    )
+    rules: list[AlertTypeName] | Literal["all"] = Field(
+        "all", description="the alert types sent to this channel, or all"
+    )
+    language: Literal["zh-CN", "en"] = Field("zh-CN", description="language of the messages")
+
+
+class NotifyRateLimit(Strict):
+    max_per_minute: int = Field(
+        10, ge=1, description="most messages per channel per minute; the rest go out as a digest"
+    )
+
+
+class NotifyRetry(Strict):
+    max_attempts: int = Field(5, ge=1, description="attempts per message before it is marked failed")
+    backoff_s: float = Field(2.0, gt=0, description="wait before the second attempt, doubled after")
+    backoff_max_s: float = Field(300.0, gt=0, description="longest wait between two attempts")
+
+
+class Notifications(Strict):
+    channels: list[NotifyChannel] = Field(
+        default_factory=list, description="where alerts are sent; none: no notifications"
+    )
+    rate_limit: NotifyRateLimit = Field(
+        default_factory=NotifyRateLimit, description="per-channel message rate"
+    )
+    digest_after: int = Field(
+        5, ge=1, description="more alerts than this due at once on a channel go out as one digest"
+    )
+    snapshot_wait_s: float = Field(
+        5.0, ge=0, description="how long a message waits for the alert's snapshot to attach it"
+    )
+    retry: NotifyRetry = Field(default_factory=NotifyRetry, description="retries with backoff")
+    dashboard_url: str | None = Field(
+        None, description="the dashboard address officers use, for the link in each message"
+    )
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> Notifications:
+        _unique("channels", [c.id for c in self.channels])
+        return self
+
+
 class Site(Strict):
     name: str = Field("BondWatch site", description="site name shown on the dashboard")
     recording: Recording = Field(default_factory=Recording, description="continuous recording")
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="how long alerts, evidence and audit are kept"
+    )
     detection: DetectionSettings = Field(
         default_factory=DetectionSettings, description="the model and how frames are batched for it"
     )
@@ -197,6 +271,9 @@ class Site(Strict):
         None,
         description="replay only: local wall-clock time (site `timezone` unless given) at which"
         " the replayed videos begin; with it, `open_hours` apply in replay at replay_start + t",
+    )
+    notifications: Notifications = Field(
+        default_factory=Notifications, description="alert notifications through Apprise"
     )
 
     @field_validator("timezone")
@@ -271,3 +348,65 @@ def _resolve_url(url: str, base: Path) -> str:
     if re.match(r"^[a-z][a-z0-9+.-]*://", url) or Path(url).is_absolute():
         return url
     return str((base / url).resolve())
+
+
+def save_zones(path: str | Path, zones: list[Zone], now: float | None = None) -> tuple[Site, Path]:
+    """Write `zones` as the `zones:` of the site file at `path`; the new Site and the backup.
+
+    Only the `zones:` block is rewritten, so the rest of the file (comments, `${VAR}` secrets,
+    relative paths) stays as the site's author wrote it. The result must load exactly as
+    `load_site` would read it at the next start (SiteError otherwise, the file untouched); the
+    previous file is kept next to it as `NAME.TIMESTAMP.bak`, and the new one replaces it
+    atomically, so a crash leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    text = yamlcheck.read(path, "site file", SiteError)
+    block = yaml.dump(
+        {"zones": [_zone_yaml(z) for z in zones]},
+        Dumper=_ZoneDumper, allow_unicode=True, sort_keys=False, width=200,
+    )  # fmt: skip
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    span = next(
+        ((k.start_mark.index, v.end_mark.index) for k, v in getattr(root, "value", []) if k.value == "zones"),
+        None,
+    )
+    if span is None:
+        new_text = text + ("" if text.endswith("\n") or not text else "\n") + block
+    else:
+        start, end = span
+        if not text[start:end].endswith("\n"):
+            block = block.rstrip("\n")
+        new_text = text[:start] + block + text[end:]
+    site = parse_site(new_text, str(path), base=path.parent)
+    stamp = datetime.fromtimestamp(now, UTC) if now is not None else datetime.now(UTC)
+    backup = path.with_name(f"{path.name}.{stamp:%Y%m%dT%H%M%S.%fZ}.bak")
+    shutil.copy2(path, backup)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(new_text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return site, backup
+
+
+class _Flow(list):  # type: ignore[type-arg]
+    """A polygon, written on one line as the site file's authors write it."""
+
+
+class _ZoneDumper(yaml.SafeDumper):
+    pass
+
+
+_ZoneDumper.add_representer(
+    _Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+
+
+def _zone_yaml(zone: Zone) -> dict[str, object]:
+    """A zone as a YAML mapping: the fields that differ from their defaults, whole pixels as ints."""
+    data = zone.model_dump(mode="json", exclude_defaults=True)
+    data["polygon"] = _Flow(
+        _Flow(int(v) if float(v).is_integer() else round(v, 1) for v in point) for point in zone.polygon
+    )
+    return data

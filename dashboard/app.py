@@ -5,22 +5,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from alerts.bus import AlertBus
+from alerts.evidence import Evidence
 from alerts.store import AlertStore
 from bondwatch.accounts import Accounts
 from bondwatch.scanbus import ScanBus
+from bondwatch.scanlog import ScanLog
+from bondwatch.site import Site
+from dashboard import i18n
 from dashboard.auth import SESSION_IDLE_S, Auth, LoginLimiter, Sessions
 from dashboard.deps import Dashboard
 from dashboard.feed import AlertFeed
 from dashboard.live import LiveView
-from dashboard.routes import alerts, cameras, pages, scans, session, webrtc
+from dashboard.routes import (
+    alerts,
+    cameras,
+    overview,
+    pages,
+    recordings,
+    scans,
+    session,
+    trace,
+    webrtc,
+    zones,
+)
+from dashboard.routes import deliveries as delivery_routes
+from dashboard.routes import evidence as evidence_routes
+from dashboard.routes.zones import ZoneEditor
 from dashboard.webrtc import LiveVideo
+from streams.recordings import RecordingStore
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +55,15 @@ def create_app(
     title: str,
     video_fps: float = 12.0,
     session_idle_s: float = SESSION_IDLE_S,
+    recording: RecordingStore | None = None,
+    evidence: Evidence | None = None,
+    site_path: Path | None = None,
+    on_site: Callable[[Site], None] | None = None,
 ) -> FastAPI:
     """The dashboard for `live`'s site; it reads history from `store`, follows `bus`, takes
     scans onto the scan stream of the same Redis, and lets in only the users of `accounts`
-    (sessions end after `session_idle_s` unused)."""
+    (sessions end after `session_idle_s` unused); `recording` serves the evidence timeline.
+    The zone editor saves to the site file `site_path` and hands the new site to `on_site`."""
     dash = Dashboard(
         live=live,
         store=store,
@@ -49,6 +73,7 @@ def create_app(
         scans=ScanBus(bus.redis_url),
         audit=store.audit,
         title=title,
+        recording=recording,
     )
 
     @contextlib.asynccontextmanager
@@ -65,7 +90,14 @@ def create_app(
     # No open /docs or /openapi.json: they would list the API to anyone on the network.
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = dash
-    for module in (pages, session, cameras, alerts, scans, webrtc):
+    i18n.install(app)  # error sentences in the language the request asks for
+    app.state.evidence = evidence  # snapshots, clips and packages (dashboard/routes/evidence.py)
+    for module in (pages, session, cameras, alerts, scans, webrtc, recordings, evidence_routes):
+        app.include_router(module.router)
+    app.include_router(delivery_routes.router)  # where each alert was notified
+    app.state.scanlog = ScanLog(store.engine)  # serial trace reads the scans stored by the service
+    app.state.zone_editor = ZoneEditor(site_path, on_site)
+    for module in (trace, zones, overview):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

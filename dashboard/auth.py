@@ -37,27 +37,34 @@ class Permission(StrEnum):
     CASE_ACKNOWLEDGE = "case_acknowledge"
     CASE_RESOLVE = "case_resolve"
     CASE_REOPEN = "case_reopen"
+    EVIDENCE = "evidence"  # view an alert's snapshot and clip
+    EVIDENCE_EXPORT = "evidence_export"  # export a case's signed evidence package (customs only)
+    ZONES_EDIT = "zones_edit"  # draw and save zones in the site file (admin only)
 
 
-# The whole access policy. Factory staff (operator) see cameras, video and alerts for now;
-# later issues narrow them to their own alerts and keep evidence export from them. The
-# factory's systems post scans signed in as an operator account until API tokens exist.
+# The whole access policy by role. Factory staff (operator) see cameras, video, alerts and their
+# evidence, but never export it; which cameras and alerts is their factory's business, decided
+# once by dashboard.deps.Scope. The factory's systems post scans signed in as an operator
+# account until API tokens exist.
 # Operators may explain an alert (a note) but only customs staff acknowledge or resolve it.
 GRANTS: dict[Role, frozenset[Permission]] = {
     "admin": frozenset(Permission),
-    "officer": frozenset(Permission),
+    "officer": frozenset(Permission) - {Permission.ZONES_EDIT},
     "operator": frozenset(
         {Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS, Permission.SCANS, Permission.CASE_NOTE}
+        | {Permission.EVIDENCE}
     ),
 }
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The signed-in user as the dashboard sees it: a name and a role."""
+    """The signed-in user as the dashboard sees it: a name, a role and, for a factory operator,
+    its factory (None for customs staff, who see every factory)."""
 
     name: str
     role: Role
+    factory: str | None = None
 
     def may(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
@@ -181,6 +188,6 @@ class Auth:
                 logger.warning("failed sign-in for %r from %s", name, client)
                 raise LoginRefused
             self.limiter.forget(keys[0])
-        principal = Principal(user.name, user.role)  # type: ignore[arg-type]
+        principal = Principal(user.name, user.role, user.factory)  # type: ignore[arg-type]
         logger.info("%s (%s) signed in from %s", principal.name, principal.role, client)
         return principal, self.sessions.create(principal)

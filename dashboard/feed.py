@@ -3,7 +3,8 @@
 The follower resumes from the last stream id it saw, so a Redis restart neither loses nor
 repeats alerts; an alert id already delivered (the outbox republishes after a crash) is
 dropped, so each alert reaches a browser once; a browser that cannot keep up loses its
-oldest undelivered alerts (counted) instead of making the others wait.
+oldest undelivered alerts (counted) instead of making the others wait. Each subscriber says
+which alerts it wants (a factory operator only its factory's), and gets no others.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from alerts.bus import AlertBus
 from alerts.types import Alert
@@ -28,7 +29,7 @@ SEEN_IDS = 10_000  # alert ids remembered for deduplication; far more than one o
 class AlertFeed:
     def __init__(self, bus: AlertBus):
         self._bus = bus
-        self._subscribers: set[asyncio.Queue[Alert]] = set()
+        self._subscribers: dict[asyncio.Queue[Alert], Callable[[Alert], bool]] = {}
         self._task: asyncio.Task[None] | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.dropped = 0
@@ -45,14 +46,15 @@ class AlertFeed:
             self._task = None
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[Alert]]:
-        """A queue that receives every alert published while the context is open."""
+    def subscribe(self, wants: Callable[[Alert], bool] = lambda _: True) -> Iterator[asyncio.Queue[Alert]]:
+        """A queue that receives every alert published while the context is open for which
+        `wants` is true; others never enter it, so they cannot push out the ones it wants."""
         queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = wants
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
     async def _follow(self) -> None:
         # Start from "now" as a concrete stream id rather than "$": if the first follow fails
@@ -78,7 +80,9 @@ class AlertFeed:
         self._seen[alert.id] = None
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
-        for queue in self._subscribers:
+        for queue, wants in self._subscribers.items():
+            if not wants(alert):
+                continue
             if queue.full():
                 queue.get_nowait()
                 self.dropped += 1

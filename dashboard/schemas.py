@@ -125,6 +125,7 @@ class LoginIn(BaseModel):
 class MeOut(BaseModel):
     name: str
     role: Literal["admin", "officer", "operator"]
+    factory: str | None = Field(None, description="an operator's factory; absent for customs staff")
 
 
 MAX_SCANS_PER_POST = 1000

@@ -20,12 +20,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
-from sqlalchemy import Float, Integer, String, UniqueConstraint, or_, select
+from sqlalchemy import Float, Integer, String, UniqueConstraint, func, or_, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from bondwatch.db import database_url, make_engine
+from bondwatch.db import database_url, make_engine, migrate
+from bondwatch.leases import FenceCheck, WriteToken
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ class SegmentRow(Base):
     chain_sha256: Mapped[str] = mapped_column(String(64))
     removed_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
     removed_reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class SegmentWriterRow(Base):
+    """Which worker wrote a segment, with its fencing token (only when a fence is in use)."""
+
+    __tablename__ = "segment_writers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str] = mapped_column(String(128))
+    token: Mapped[int] = mapped_column(Integer)
 
 
 class GapRow(Base):
@@ -191,6 +204,11 @@ class RecordingStore:
     never to a segment inside an active hold. A reported outage is a gap however short; a hole
     between two segments longer than `gap_tolerance_s` is one even when nobody reported it
     (a crash).
+
+    With a `fence` (workers sharing cameras through leases, see `bondwatch.leases`), a segment
+    or an outage is written only while the fence names this writer's token for the camera, and
+    never with a token older than one already stored for it: a worker that lost a camera
+    cannot write for it, even one that wakes from a pause before it noticed.
     """
 
     def __init__(
@@ -201,25 +219,34 @@ class RecordingStore:
         max_age_s: float | None = None,
         quota_bytes: int | None = None,
         gap_tolerance_s: float = 1.0,
+        fence: FenceCheck | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        migrate(url)
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
         self.max_age_s = max_age_s
         self.quota_bytes = quota_bytes
         self.gap_tolerance_s = gap_tolerance_s
+        self.fence = fence
+        if fence is not None:  # until a migration adds it: only fenced workers need the table
+            SegmentWriterRow.__table__.create(self.engine, checkfirst=True)  # type: ignore[attr-defined]
         self._lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_segment(self, new: NewSegment, final_path: Path) -> Segment:
+    def add_segment(self, new: NewSegment, final_path: Path) -> Segment | None:
         """Hash `new.path`, chain it after the camera's last segment, then move it to `final_path`.
 
         The row is written before the rename, so a crash in between leaves a named missing
         file rather than an unindexed one. Closes the camera's open gap, or records the hole
-        since its last segment as a gap when nobody reported one.
+        since its last segment as a gap when nobody reported one. None, and the file deleted,
+        when the fence refuses this writer.
         """
+        writer = self._writer(new.camera)
+        if writer is False:
+            new.path.unlink(missing_ok=True)
+            return None
         sha = file_sha256(new.path)
         size = new.path.stat().st_size
         rel = final_path.relative_to(self.root).as_posix()
@@ -231,6 +258,9 @@ class RecordingStore:
                 .order_by(SegmentRow.seq.desc())
                 .limit(1)
             ).first()
+            if writer is not None and not _fenced_in(s, new.camera, writer):
+                new.path.unlink(missing_ok=True)
+                return None
             row = SegmentRow(
                 camera=new.camera,
                 seq=last.seq + 1 if last else 1,
@@ -247,6 +277,10 @@ class RecordingStore:
             )
             row.chain_sha256 = chain_hash(row.prev_sha256, sha, _meta(row))
             s.add(row)
+            if writer is not None:
+                s.add(
+                    SegmentWriterRow(camera=new.camera, seq=row.seq, owner=writer.owner, token=writer.token)
+                )
             self._close_gap(s, new.camera, new.start_ts, last.end_ts if last else None)
             segment = Segment.of(row)
         new.path.replace(final_path)
@@ -274,9 +308,15 @@ class RecordingStore:
         """Open a gap from the camera's last recorded moment: it stops recording, for `reason`.
 
         A camera already in an open gap keeps it (and its first reason). A camera that never
-        recorded has nothing to continue, so nothing is written.
+        recorded has nothing to continue, so nothing is written; nor is anything when the fence
+        refuses this writer.
         """
+        writer = self._writer(camera)
+        if writer is False:
+            return
         with self._lock, Session(self.engine) as s, s.begin():
+            if writer is not None and not _fenced_in(s, camera, writer):
+                return
             if s.scalars(select(GapRow.id).where(GapRow.camera == camera, GapRow.to_ts.is_(None))).first():
                 return
             last_end = s.scalars(
@@ -289,6 +329,24 @@ class RecordingStore:
                 return
             s.add(GapRow(camera=camera, from_ts=last_end, reason=reason))
         logger.info("camera %s: recording interrupted: %s", camera, reason)
+
+    def _writer(self, camera: str) -> WriteToken | Literal[False] | None:
+        """This writer's token for `camera`; None without a fence; False when it is refused."""
+        if self.fence is None:
+            return None
+        writer = self.fence(camera)
+        if writer is None:
+            logger.warning("camera %s: not written: this worker no longer owns the camera", camera)
+            return False
+        return writer
+
+    def writers(self, camera: str | None = None) -> list[tuple[str, int, str, int]]:
+        """(camera, seq, owner, token) of every fenced segment, in recording order."""
+        q = select(SegmentWriterRow).order_by(SegmentWriterRow.camera, SegmentWriterRow.seq)
+        if camera is not None:
+            q = q.where(SegmentWriterRow.camera == camera)
+        with Session(self.engine) as s:
+            return [(r.camera, r.seq, r.owner, r.token) for r in s.scalars(q)]
 
     def hold(self, reason: str, from_ts: float, to_ts: float, camera: str | None = None) -> int:
         """Keep every segment overlapping [from_ts, to_ts] (of `camera`, or of all) until released."""
@@ -449,6 +507,18 @@ class RecordingStore:
         ]
 
 
+def _fenced_in(s: Session, camera: str, writer: WriteToken) -> bool:
+    """Whether `writer` may write for `camera`: no newer token has written for it yet."""
+    newest = s.scalar(select(func.max(SegmentWriterRow.token)).where(SegmentWriterRow.camera == camera))
+    if newest is not None and writer.token < newest:
+        logger.warning(
+            "camera %s: not written: token %d of %s is older than token %d",
+            camera, writer.token, writer.owner, newest,
+        )  # fmt: skip
+        return False
+    return True
+
+
 def _overlaps(hold: HoldRow, row: SegmentRow) -> bool:
     return (
         (hold.camera is None or hold.camera == row.camera)
@@ -458,7 +528,11 @@ def _overlaps(hold: HoldRow, row: SegmentRow) -> bool:
 
 
 def open_store(
-    data_dir: str | Path, *, max_age_s: float | None = None, quota_bytes: int | None = None
+    data_dir: str | Path,
+    *,
+    max_age_s: float | None = None,
+    quota_bytes: int | None = None,
+    fence: FenceCheck | None = None,
 ) -> RecordingStore:
     """The store the service uses: DATABASE_URL or SQLite under `data_dir`, files in recordings/."""
     data_dir = Path(data_dir)
@@ -467,6 +541,7 @@ def open_store(
         data_dir / RECORDINGS_SUBDIR,
         max_age_s=max_age_s,
         quota_bytes=quota_bytes,
+        fence=fence,
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from pg import PostgresServer
 
 from bondwatch.redis_server import RedisServer
 
@@ -60,3 +61,23 @@ def redis_server(tmp_path):
     """A real redis-server process on a free loopback port, stopped after the test."""
     with RedisServer(tmp_path / "redis", persist=False) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 server for the whole session (started on first use)."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind BondWatch supports: an SQLite file, then a new
+    database on the session's PostgreSQL server (dropped after the test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bondwatch.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.database()
+    yield url
+    server.drop(url)

@@ -1,16 +1,17 @@
 """Alerts as cases: the lifecycle, grouping, the outbox that loses nothing, the audit trail.
 
-Real parts: a real SQLite file, a real redis-server stopped and restarted on the same port, a
-publisher process killed with SIGKILL between XADD and its mark, the real dashboard app.
+Real parts: a real SQLite file and a real PostgreSQL server (each test on both), a real
+redis-server stopped and restarted on the same port, a publisher process killed with SIGKILL
+between XADD and its mark, the real dashboard app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from alerts.store import AlertStore, UnknownAlert
 from alerts.types import Alert
 from bondwatch.audit import AuditLog, AuditRow, entry_hash
 from bondwatch.cli import main as cli
+from bondwatch.db import make_engine
 from bondwatch.redis_server import RedisServer
 from bondwatch.site import parse_site
 from dashboard.app import create_app
@@ -64,8 +66,8 @@ def make_alert(dt: float = 0.0, **kw: object) -> Alert:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    s = AlertStore(f"sqlite:///{tmp_path / 'bondwatch.db'}")
+def store(db_url: str) -> Iterator[AlertStore]:
+    s = AlertStore(db_url)
     yield s
     s.close()
 
@@ -266,9 +268,8 @@ publisher.run()
 
 
 def test_crash_between_publish_and_mark_repeats_once_and_the_feed_drops_it(
-    tmp_path: Path, store: AlertStore, redis_server: RedisServer
+    tmp_path: Path, db_url: str, store: AlertStore, redis_server: RedisServer
 ):
-    db_url = f"sqlite:///{tmp_path / 'bondwatch.db'}"
     alerts = [make_alert(float(i), track=i) for i in range(20)]
     outbox = Outbox(store)
     for a in alerts:
@@ -312,19 +313,23 @@ def test_crash_between_publish_and_mark_repeats_once_and_the_feed_drops_it(
 # ---------- the audit trail ----------
 
 
-def audit_db(data: Path) -> tuple[AuditLog, Path]:
-    """An audit log in `data`'s database, as `bondwatch run --data DATA` would keep it."""
-    path = data / "bondwatch.db"
-    store = AlertStore(f"sqlite:///{path}")
+def audit_db(db_url: str) -> AuditLog:
+    """An audit log of six sign-ins in the database at `db_url`."""
+    store = AlertStore(db_url)
     for i in range(6):
         store.audit.record(f"user{i}", "login", f"user:user{i}", {"client": "127.0.0.1", "n": i})
-    return store.audit, path
+    return store.audit
 
 
-def tamper(db: Path, *statements: str) -> None:
-    with sqlite3.connect(db) as conn:
-        for sql in statements:
-            conn.execute(sql)
+def tamper(db_url: str, *statements: str) -> None:
+    """Change the database behind BondWatch's back, as someone with its file or password could."""
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
 
 
 def swap(a: int, b: int) -> tuple[str, ...]:
@@ -349,10 +354,12 @@ def swap(a: int, b: int) -> tuple[str, ...]:
         (swap(4, 6), "entry 4 reordered"),
     ],
 )
-def test_audit_verify_names_the_tampered_entry(tmp_path: Path, capsys, monkeypatch, statements, message):
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    _, db = audit_db(tmp_path)
-    tamper(db, *statements)
+def test_audit_verify_names_the_tampered_entry(
+    db_url: str, tmp_path: Path, capsys, monkeypatch, statements, message
+):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    audit_db(db_url)
+    tamper(db_url, *statements)
     code = cli(["audit", "verify", "--data", str(tmp_path)])
     out = capsys.readouterr()
     if message is None:
@@ -362,9 +369,9 @@ def test_audit_verify_names_the_tampered_entry(tmp_path: Path, capsys, monkeypat
         assert message in out.err, out.err
 
 
-def test_rehashed_change_is_still_caught(tmp_path: Path):
+def test_rehashed_change_is_still_caught(db_url: str):
     """Rewriting an entry and its own hash breaks the next entry's link to it."""
-    log, _ = audit_db(tmp_path)
+    log = audit_db(db_url)
     with Session(log.engine) as s, s.begin():
         row = s.get(AuditRow, 3)
         assert row is not None
@@ -372,6 +379,32 @@ def test_rehashed_change_is_still_caught(tmp_path: Path):
         row.hash = entry_hash(row.prev_hash, row)
     _, problem = log.verify()
     assert problem is not None and problem.seq == 3 and problem.kind == "changed"
+
+
+def test_concurrent_writers_append_one_chain(db_url: str):
+    """Two writers with their own connections and locks, as two processes have, append at the
+    same time: every entry lands, numbered without a gap, on one unbroken chain."""
+    logs = [AlertStore(db_url).audit for _ in range(2)]
+    start = threading.Barrier(len(logs))
+    errors: list[Exception] = []
+
+    def append(log: AuditLog, name: str) -> None:
+        start.wait()
+        try:
+            for i in range(25):
+                log.record(name, "login", f"user:{name}", {"n": i})
+        except Exception as e:  # reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=append, args=(log, f"w{n}")) for n, log in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    entries = logs[0].entries()
+    assert [e.seq for e in entries] == list(range(1, 51))
+    assert logs[1].verify() == (50, None)
 
 
 # ---------- the API ----------

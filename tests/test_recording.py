@@ -308,9 +308,11 @@ def record_file(store: RecordingStore, path: Path, t0: float) -> list[Segment]:
     return store.segments("cam1", include_removed=True)
 
 
-def test_over_quota_the_oldest_unheld_segments_go_and_held_ones_stay(pets_mp4: Path, tmp_path: Path) -> None:
+def test_over_quota_the_oldest_unheld_segments_go_and_held_ones_stay(
+    pets_mp4: Path, tmp_path: Path, db_url: str
+) -> None:
     t0 = 1_800_000_000.0
-    store = RecordingStore(f"sqlite:///{tmp_path}/db.sqlite", tmp_path / "rec")
+    store = RecordingStore(db_url, tmp_path / "rec")
     held_id = store.hold("alert a1", t0 + 4.5, t0 + 5.5, camera="cam1")  # inside segment 3
     store.hold("alert on another camera", t0, t0 + 30, camera="cam2")
     store.quota_bytes = 1_500_000  # about a third of the 30 s
@@ -331,9 +333,11 @@ def test_over_quota_the_oldest_unheld_segments_go_and_held_ones_stay(pets_mp4: P
     assert [s.seq for s in store.enforce_retention()] == [3]  # now simply the oldest
 
 
-def test_segments_older_than_the_maximum_age_go_unless_held(pets_mp4: Path, tmp_path: Path) -> None:
+def test_segments_older_than_the_maximum_age_go_unless_held(
+    pets_mp4: Path, tmp_path: Path, db_url: str
+) -> None:
     t0 = 1_800_000_000.0
-    store = RecordingStore(f"sqlite:///{tmp_path}/db.sqlite", tmp_path / "rec")
+    store = RecordingStore(db_url, tmp_path / "rec")
     segments = record_file(store, pets_mp4, t0)
     store.hold("evidence", t0 + 0.5, t0 + 1.0)  # every camera
     store.max_age_s = 3600
@@ -343,10 +347,12 @@ def test_segments_older_than_the_maximum_age_go_unless_held(pets_mp4: Path, tmp_
     assert [s.seq for s in store.segments("cam1")][0] == 1
 
 
-def test_a_failing_disk_is_a_gap_and_recording_comes_back(pets_mp4: Path, tmp_path: Path) -> None:
+def test_a_failing_disk_is_a_gap_and_recording_comes_back(
+    pets_mp4: Path, tmp_path: Path, db_url: str
+) -> None:
     """Segments starting at 10-15 s cannot be created (a folder is in the way of each file)."""
     t0 = 1_800_000_000.0
-    store = RecordingStore(f"sqlite:///{tmp_path}/db.sqlite", tmp_path / "rec")
+    store = RecordingStore(db_url, tmp_path / "rec")
     recorder = Recorder(store, "cam1", segment_s=SEGMENT_S)
     for second in range(10, 16):
         path = recorder.segment_path(t0 + second)

@@ -1,4 +1,5 @@
-"""Cameras: their zones and health, and a snapshot of the newest frame with overlays."""
+"""Cameras: their zones and health, and a snapshot of the newest frame with overlays; a
+factory operator sees only its own factory's cameras."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Response
 
 from dashboard.auth import Permission
-from dashboard.deps import CameraId, LiveDep, require
+from dashboard.deps import CameraId, LiveDep, UserScope, require
 from dashboard.overlay import snapshot_jpeg
 from dashboard.schemas import CameraOut, HealthOut, ZoneOut
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"], dependencies=[requir
 
 
 @router.get("")
-def list_cameras(live: LiveDep) -> list[CameraOut]:
+def list_cameras(live: LiveDep, scope: UserScope) -> list[CameraOut]:
     health = live.health()
     return [
         CameraOut(
@@ -25,6 +26,7 @@ def list_cameras(live: LiveDep) -> list[CameraOut]:
             zones=[ZoneOut.model_validate(z.model_dump()) for z in live.site.zones_of(cam.id)],
         )
         for cam in live.site.cameras
+        if scope.allows(cam.id)
     ]
 
 

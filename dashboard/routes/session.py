@@ -16,7 +16,11 @@ from dashboard.schemas import LoginIn, MeOut
 router = APIRouter(prefix="/api", tags=["session"])
 
 
-@router.post("/login", responses={401: {}, 429: {"description": "too many failed attempts"}})
+@router.post(
+    "/login",
+    responses={401: {}, 429: {"description": "too many failed attempts"}},
+    response_model_exclude_none=True,
+)
 async def login(body: LoginIn, request: Request, response: Response, auth: AuthDep, audit: AuditDep) -> MeOut:
     client = request.client.host if request.client else "unknown"
     target = f"user:{body.name}"
@@ -35,7 +39,7 @@ async def login(body: LoginIn, request: Request, response: Response, auth: AuthD
     await asyncio.to_thread(audit.record, user.name, "login", target, {"client": client, "role": user.role})
     auth.sessions.end(request.cookies.get(SESSION_COOKIE))
     response.set_cookie(SESSION_COOKIE, token, **_cookie_flags(request))
-    return MeOut(name=user.name, role=user.role)
+    return MeOut(name=user.name, role=user.role, factory=user.factory)
 
 
 @router.post("/logout", status_code=204)
@@ -48,9 +52,9 @@ async def logout(
     response.delete_cookie(SESSION_COOKIE, **_cookie_flags(request))
 
 
-@router.get("/me")
+@router.get("/me", response_model_exclude_none=True)
 async def me(user: SignedIn) -> MeOut:
-    return MeOut(name=user.name, role=user.role)
+    return MeOut(name=user.name, role=user.role, factory=user.factory)
 
 
 def _cookie_flags(request: Request) -> dict:

@@ -1,6 +1,7 @@
 """WebRTC signalling: the browser posts an offer for one camera and gets the answer.
 
-Each accepted offer starts someone watching live video, which the audit trail records.
+Each accepted offer starts someone watching live video, which the audit trail records. A
+factory operator may watch only its own factory's cameras.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from fastapi import APIRouter, HTTPException
 
 from dashboard.auth import Permission
-from dashboard.deps import AuditDep, SignedIn, VideoDep, require
+from dashboard.deps import AuditDep, SignedIn, UserScope, VideoDep, check_camera, require
 from dashboard.schemas import AnswerOut, OfferIn
 from dashboard.webrtc import UnknownCamera
 
@@ -21,7 +22,10 @@ router = APIRouter(prefix="/api/webrtc", tags=["webrtc"], dependencies=[require(
 
 
 @router.post("/offer")
-async def offer(body: OfferIn, video: VideoDep, audit: AuditDep, user: SignedIn) -> AnswerOut:
+async def offer(
+    body: OfferIn, video: VideoDep, audit: AuditDep, user: SignedIn, scope: UserScope
+) -> AnswerOut:
+    check_camera(scope, body.camera)
     try:
         answer = await video.answer(body.camera, body.sdp, body.type)
     except UnknownCamera:

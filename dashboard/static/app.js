@@ -64,6 +64,54 @@ const I18N = {
     invalid: "请求内容不完整，请检查后重试。",
     failed: (status) => `操作失败（${status}）。`,
     load_failed: "无法加载该告警。",
+    view_live: "实时监控",
+    view_recordings: "录像检索",
+    sound_on: "提示音 开",
+    sound_off: "提示音 关",
+    new_alerts: (n) => `${n} 条新告警`,
+    all_cameras: "全部摄像头",
+    all_stations: "全部工位",
+    from: "从",
+    to: "至",
+    filter_reset: "清除筛选",
+    media_clip: "视频片段",
+    media_snapshot: "快照",
+    clip_original: "原始",
+    clip_annotated: "标注",
+    clip_loading: "正在加载视频片段…",
+    clip_none: "该告警没有视频片段。",
+    snapshot_none: "该告警没有快照。",
+    open_in_recordings: "在录像中查看 →",
+    deliveries: "通知发送",
+    delivery_channel: "渠道",
+    delivery_state: "状态",
+    delivery_attempts: "尝试",
+    delivery_sent: "发送时间",
+    delivery_error: "错误",
+    no_deliveries: "无通知记录",
+    act_export: "导出证据包",
+    exporting: "正在生成证据包…",
+    exported: (name) => `已下载 ${name}`,
+    timeline: "录像时间轴",
+    legend_recorded: "有录像",
+    legend_gap: "录像中断",
+    legend_alert: "告警",
+    search: "查询",
+    playing_at: "播放时刻",
+    download_clip: "下载片段",
+    download: "下载",
+    downloading: "正在截取片段…",
+    downloaded: (name) => `已下载 ${name}`,
+    gaps: "录像中断",
+    no_gaps: "该时段录像无中断",
+    no_rec_alerts: "该时段无告警",
+    gap_open: "至今",
+    timeline_summary: (spans, gaps, alerts) => `${spans} 段录像 · ${gaps} 处中断 · ${alerts} 条告警`,
+    timeline_empty: "该时段没有录像。",
+    no_recording_here: "该时刻没有录像。",
+    pick_time: "点击时间轴上的录像段，从该时刻开始播放。",
+    bad_range: "结束时间必须晚于开始时间。",
+    time_zone: (tz) => `时区：${tz}`,
   },
   en: {
     cameras: "Cameras",
@@ -126,11 +174,62 @@ const I18N = {
     invalid: "The request is incomplete; check it and try again.",
     failed: (status) => `The action failed (${status}).`,
     load_failed: "The alert could not be loaded.",
+    view_live: "Live",
+    view_recordings: "Recordings",
+    sound_on: "Sound on",
+    sound_off: "Sound off",
+    new_alerts: (n) => `${n} new alert${n === 1 ? "" : "s"}`,
+    all_cameras: "All cameras",
+    all_stations: "All stations",
+    from: "From",
+    to: "To",
+    filter_reset: "Clear filters",
+    media_clip: "Clip",
+    media_snapshot: "Snapshot",
+    clip_original: "Original",
+    clip_annotated: "Annotated",
+    clip_loading: "Loading the clip…",
+    clip_none: "This alert has no clip.",
+    snapshot_none: "This alert has no snapshot.",
+    open_in_recordings: "Open in recordings →",
+    deliveries: "Notifications",
+    delivery_channel: "Channel",
+    delivery_state: "State",
+    delivery_attempts: "Attempts",
+    delivery_sent: "Sent",
+    delivery_error: "Error",
+    no_deliveries: "No notifications",
+    act_export: "Export evidence",
+    exporting: "Building the evidence package…",
+    exported: (name) => `Downloaded ${name}`,
+    timeline: "Recording timeline",
+    legend_recorded: "Recorded",
+    legend_gap: "Gap",
+    legend_alert: "Alert",
+    search: "Search",
+    playing_at: "Playing",
+    download_clip: "Download a clip",
+    download: "Download",
+    downloading: "Cutting the clip…",
+    downloaded: (name) => `Downloaded ${name}`,
+    gaps: "Recording gaps",
+    no_gaps: "No gaps in this range",
+    no_rec_alerts: "No alerts in this range",
+    gap_open: "now",
+    timeline_summary: (spans, gaps, alerts) =>
+      `${spans} recorded span${spans === 1 ? "" : "s"} · ${gaps} gap${gaps === 1 ? "" : "s"} · ` +
+      `${alerts} alert${alerts === 1 ? "" : "s"}`,
+    timeline_empty: "Nothing was recorded in this range.",
+    no_recording_here: "Nothing was recorded at this moment.",
+    pick_time: "Click a recorded stretch of the timeline to play from that moment.",
+    bad_range: "The end must come after the start.",
+    time_zone: (tz) => `Time zone: ${tz}`,
   },
 };
 const LANG_KEY = "bondwatch.lang";
 const MAX_ALERTS = 300;
 const HEALTH_REFRESH_MS = 5000;
+const SOUND_KEY = "bondwatch.sound";
 
 let lang = I18N[localStorage.getItem(LANG_KEY)] ? localStorage.getItem(LANG_KEY) : "zh-CN";
 const alerts = new Map(); // id -> alert, rendered newest first by `ts`
@@ -138,6 +237,8 @@ const tiles = new Map(); // camera id -> CameraTile
 let cameras = [];
 let me = null; // {name, role} of the signed-in user
 let alertSocketState = "connecting";
+let muted = localStorage.getItem(SOUND_KEY) === "off";
+const baseTitle = document.title;
 
 function t(key, ...args) {
   const value = I18N[lang][key] ?? I18N["zh-CN"][key] ?? key;
@@ -159,6 +260,9 @@ function setLang(next) {
   renderFilters();
   renderAlerts();
   renderCase();
+  renderSound();
+  renderView();
+  renderRecordings();
   tickClock();
 }
 
@@ -168,8 +272,9 @@ function toLogin() {
   location.replace("/login");
 }
 
-async function api(path, options) {
-  const res = await fetch(path, options);
+// Every request names the page's language, so the server's refusals come back in it.
+async function api(path, options = {}) {
+  const res = await fetch(path, { ...options, headers: { ...options.headers, "Accept-Language": lang } });
   if (res.status === 401) {
     toLogin();
     throw new Error(`${path}: signed out`);
@@ -353,6 +458,8 @@ async function loadCameras() {
     }
   }
   renderCameraSummary();
+  renderFilters();
+  renderRecCameras();
 }
 
 function renderCameraSummary() {
@@ -399,9 +506,18 @@ function fillSelect(select, values, allKey, labelPrefix) {
   select.value = values.includes(current) ? current : "";
 }
 
+function fillLabelled(select, options, allKey) {
+  const current = select.value;
+  select.replaceChildren(new Option(t(allKey), ""), ...options.map(([v, label]) => new Option(label, v)));
+  select.value = options.some(([v]) => v === current) ? current : "";
+}
+
 function renderFilters() {
   fillSelect(document.getElementById("filter-type"), ALERT_TYPES, "all_types", "");
   fillSelect(document.getElementById("filter-state"), CASE_STATES, "all_states", "case_");
+  fillLabelled(document.getElementById("filter-camera"), cameras.map((c) => [c.id, c.name]), "all_cameras");
+  const stations = [...new Set(cameras.flatMap((c) => c.zones.filter((z) => z.station).map((z) => z.station)))];
+  fillLabelled(document.getElementById("filter-station"), stations.sort().map((s) => [s, s]), "all_stations");
   const res = document.getElementById("act-resolution");
   const current = res.value;
   res.replaceChildren(...RESOLUTIONS.map((r) => new Option(t(`res_${r}`), r)));
@@ -432,12 +548,9 @@ function foldedHeads() {
 function renderAlerts() {
   const list = document.getElementById("alert-list");
   const tpl = document.getElementById("alert-template").content.firstElementChild;
-  const typeFilter = document.getElementById("filter-type").value;
-  const stateFilter = document.getElementById("filter-state").value;
+  const filters = filterValues();
   const { heads, members } = foldedHeads();
-  const shown = heads.filter(
-    (a) => (!typeFilter || a.type === typeFilter) && (!stateFilter || a.state === stateFilter),
-  );
+  const shown = heads.filter((a) => matchesFilters(a, filters));
   const nodes = shown.map((a) => {
     const li = tpl.cloneNode(true);
     li.dataset.type = a.type;
@@ -465,9 +578,13 @@ function renderAlerts() {
     return li;
   });
   list.replaceChildren(...nodes);
+  // The badge counts cases nobody has acknowledged yet, whatever the filters show.
+  const fresh = heads.filter((a) => a.state === "new").length;
   const count = document.getElementById("alert-count");
-  count.textContent = String(alerts.size);
-  count.classList.toggle("zero", alerts.size === 0);
+  count.textContent = String(fresh);
+  count.title = t("new_alerts", fresh);
+  count.classList.toggle("zero", fresh === 0);
+  document.title = fresh ? `(${fresh}) ${baseTitle}` : baseTitle;
   document.getElementById("alert-empty").hidden = nodes.length > 0;
 }
 
@@ -499,8 +616,10 @@ function longTime(iso) {
   });
 }
 
-function showCaseError(message) {
-  document.getElementById("case-error").textContent = message;
+function showCaseError(message, kind = "error") {
+  const el = document.getElementById("case-error");
+  el.textContent = message;
+  el.dataset.kind = kind;
 }
 
 function renderCase() {
@@ -543,7 +662,10 @@ function renderCase() {
   document.getElementById("act-resolve").hidden = !(decide && c.state === "acknowledged");
   document.getElementById("act-resolution").hidden = !(decide && c.state === "acknowledged");
   document.getElementById("act-reopen").hidden = !(decide && c.state === "resolved");
+  document.getElementById("act-export").hidden = !decide;
   document.getElementById("case-text").placeholder = t("text_placeholder");
+  renderMediaBar();
+  renderDeliveries();
 }
 
 async function openCase(alertId) {
@@ -559,13 +681,20 @@ async function openCase(alertId) {
     openCaseData = null;
     return;
   }
+  const fresh = backdrop.hidden || media.caseId !== openCaseData.id;
   backdrop.hidden = false;
   renderCase();
   applyCase(openCaseData);
+  if (fresh) {
+    media.caseId = openCaseData.id;
+    loadCaseMedia();
+    loadDeliveries(openCaseData.id);
+  }
 }
 
 function closeCase() {
   openCaseData = null;
+  stopCaseMedia();
   document.getElementById("case-backdrop").hidden = true;
 }
 
@@ -580,9 +709,7 @@ function applyCase(c) {
 
 async function errorSentence(res) {
   const body = await res.json().catch(() => null);
-  if ((res.status === 409 || res.status === 403) && body && typeof body.detail === "string") {
-    return body.detail.charAt(0).toUpperCase() + body.detail.slice(1) + ".";
-  }
+  if (body && typeof body.detail === "string") return sentence(body.detail);
   if (res.status === 403) return t("refused");
   if (res.status === 422) return t("invalid");
   return t("failed", res.status);
@@ -628,8 +755,14 @@ async function learnCase(alertId) {
   renderAlerts();
 }
 
+// The filters go to the server too, so a desk looking back is not limited to the newest 200.
 async function loadAlerts() {
-  const res = await api("/api/alerts?limit=200");
+  const f = filterValues();
+  const q = new URLSearchParams({ limit: "200" });
+  for (const key of ["type", "state", "camera", "station"]) if (f[key]) q.set(key, f[key]);
+  if (f.from) q.set("from", f.from.toISOString());
+  if (f.to) q.set("to", f.to.toISOString());
+  const res = await api(`/api/alerts?${q}`);
   if (!res.ok) throw new Error(`GET /api/alerts: ${res.status}`);
   addAlerts(await res.json(), false);
 }
@@ -647,6 +780,7 @@ function connectAlerts() {
   };
   ws.onmessage = (ev) => {
     const alert = JSON.parse(ev.data);
+    if (!alerts.has(alert.id) && alert.type !== "camera_online") beep();
     addAlerts([alert], true);
     learnCase(alert.id).catch((err) => console.warn(err));
   };
@@ -666,9 +800,660 @@ async function refreshHealth() {
   }
 }
 
+// ---------- time helpers: every date is shown in the browser's time zone ----------
+
+const $ = (id) => document.getElementById(id);
+
+function pad2(n) {
+  return String(n).padStart(2, "0");
+}
+
+// A datetime-local input holds local wall time without a zone; new Date() reads it as local.
+function fromLocalInput(value) {
+  return value ? new Date(value) : null;
+}
+
+function toLocalInput(date) {
+  return `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())}` +
+    `T${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())}`;
+}
+
+function fullTime(date) {
+  return date.toLocaleString(lang, {
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+}
+
+function timeZoneName() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+}
+
+async function detailOf(res) {
+  const body = await res.json().catch(() => null);
+  return body && typeof body.detail === "string" ? body.detail : "";
+}
+
+function sentence(text) {
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) + (/[.。!?]$/.test(text) ? "" : ".") : "";
+}
+
+function filenameOf(res) {
+  const header = res.headers.get("Content-Disposition") || "";
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (star) return decodeURIComponent(star[1]);
+  const plain = /filename="?([^";]+)"?/i.exec(header);
+  return plain ? plain[1] : "";
+}
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+// ---------- desk filters (server-side query, and the same test for alerts pushed meanwhile) ----------
+
+function filterValues() {
+  const v = (id) => $(id).value;
+  return {
+    type: v("filter-type"), state: v("filter-state"), camera: v("filter-camera"),
+    station: v("filter-station"), from: fromLocalInput(v("filter-from")), to: fromLocalInput(v("filter-to")),
+  };
+}
+
+function matchesFilters(a, f) {
+  const at = alertTime(a);
+  return (!f.type || a.type === f.type) && (!f.state || a.state === f.state) &&
+    (!f.camera || a.camera === f.camera) && (!f.station || a.station === f.station) &&
+    (!f.from || (at !== null && at >= f.from)) && (!f.to || (at !== null && at <= f.to));
+}
+
+let filterLoads = 0;
+async function reloadFiltered() {
+  renderAlerts();
+  const mine = ++filterLoads;
+  const before = new Map(alerts);
+  alerts.clear();
+  try {
+    await loadAlerts();
+  } catch (err) {
+    console.warn(err);
+    if (mine === filterLoads) for (const [id, a] of before) alerts.set(id, a);
+  }
+  renderAlerts();
+}
+
+function resetFilters() {
+  for (const id of ["filter-type", "filter-state", "filter-camera", "filter-station", "filter-from", "filter-to"]) {
+    $(id).value = "";
+  }
+  reloadFiltered();
+}
+
+// ---------- sound: a short beep per new alert, unless muted (remembered in this browser) ----------
+
+let audio = null;
+let beeps = 0;
+
+function beep() {
+  if (muted) return;
+  beeps += 1;
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+    const now = audio.currentTime;
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.setValueAtTime(880, now);
+    osc.frequency.setValueAtTime(660, now + 0.12);
+    gain.gain.setValueAtTime(0.0001, now);
+    gain.gain.exponentialRampToValueAtTime(0.25, now + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.3);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now);
+    osc.stop(now + 0.32);
+  } catch (err) {
+    console.warn("no sound:", err);
+  }
+}
+
+function renderSound() {
+  const button = $("sound-toggle");
+  button.setAttribute("aria-pressed", String(!muted));
+  button.classList.toggle("muted", muted);
+  $("sound-label").textContent = t(muted ? "sound_off" : "sound_on");
+}
+
+function toggleSound() {
+  muted = !muted;
+  localStorage.setItem(SOUND_KEY, muted ? "off" : "on");
+  // Browsers start audio only from a user gesture: this click is one.
+  if (!muted) {
+    audio = audio || new AudioContext();
+    audio.resume().catch(() => {});
+  }
+  renderSound();
+}
+
+// ---------- views: the live wall and the evidence search, chosen by the URL's hash ----------
+
+function currentView() {
+  return location.hash === "#recordings" ? "recordings" : "live";
+}
+
+function renderView() {
+  const view = currentView();
+  document.querySelector("main.layout").hidden = view !== "live";
+  $("recordings-view").hidden = view !== "recordings";
+  for (const a of document.querySelectorAll("[data-view]")) {
+    a.classList.toggle("active", a.dataset.view === view);
+    if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  if (view === "recordings") enterRecordings();
+}
+
+// ---------- the case panel's media: the alert's clip (original or annotated) or its snapshot ----------
+
+const media = { caseId: null, kind: "clip", annotated: false, url: null, token: 0, retry: null };
+
+function setMediaStatus(text) {
+  $("media-status").textContent = text;
+}
+
+function renderMediaBar() {
+  $("media-clip").classList.toggle("active", media.kind === "clip");
+  $("media-snapshot").classList.toggle("active", media.kind === "snapshot");
+  $("clip-original").classList.toggle("active", !media.annotated);
+  $("clip-annotated").classList.toggle("active", media.annotated);
+  $("clip-versions").hidden = media.kind !== "clip";
+  $("case-video").hidden = media.kind !== "clip";
+  $("case-snapshot").hidden = media.kind !== "snapshot";
+}
+
+function stopCaseMedia() {
+  media.token += 1;
+  clearTimeout(media.retry);
+  const video = $("case-video");
+  video.pause();
+  video.removeAttribute("src");
+  video.load();
+  if (media.url) URL.revokeObjectURL(media.url);
+  media.url = null;
+  media.caseId = null;
+}
+
+async function loadCaseMedia() {
+  const c = openCaseData;
+  if (!c) return;
+  const token = ++media.token;
+  clearTimeout(media.retry);
+  renderMediaBar();
+  const id = encodeURIComponent(c.id);
+  if (media.kind === "snapshot") {
+    const img = $("case-snapshot");
+    setMediaStatus("");
+    img.onerror = () => { if (token === media.token) setMediaStatus(t("snapshot_none")); };
+    img.src = `/api/alerts/${id}/snapshot.jpg`;
+    return;
+  }
+  const video = $("case-video");
+  video.pause();
+  video.removeAttribute("src");
+  video.load();
+  setMediaStatus(t("clip_loading"));
+  try {
+    const res = await api(`/api/alerts/${id}/clip.mp4${media.annotated ? "?annotated=1" : ""}`);
+    if (token !== media.token) return;
+    if (res.status === 409) {
+      // Still being recorded: say so with the server's words, and try again shortly.
+      setMediaStatus(sentence(await detailOf(res)));
+      media.retry = setTimeout(() => { if (token === media.token) loadCaseMedia(); }, 5000);
+      return;
+    }
+    if (!res.ok) {
+      setMediaStatus(sentence(await detailOf(res)) || t("clip_none"));
+      return;
+    }
+    const blob = await res.blob();
+    if (token !== media.token) return;
+    if (media.url) URL.revokeObjectURL(media.url);
+    media.url = URL.createObjectURL(blob);
+    video.src = media.url;
+    setMediaStatus("");
+    video.play().catch(() => {});
+  } catch (err) {
+    console.warn(err);
+    if (token === media.token) setMediaStatus(t("clip_none"));
+  }
+}
+
+function bindCaseMedia() {
+  const choose = (kind, annotated) => {
+    if (media.kind === kind && media.annotated === annotated) return;
+    media.kind = kind;
+    media.annotated = annotated;
+    loadCaseMedia();
+  };
+  $("media-clip").addEventListener("click", () => choose("clip", media.annotated));
+  $("media-snapshot").addEventListener("click", () => choose("snapshot", media.annotated));
+  $("clip-original").addEventListener("click", () => choose("clip", false));
+  $("clip-annotated").addEventListener("click", () => choose("clip", true));
+  $("case-recordings").addEventListener("click", () => {
+    const c = openCaseData;
+    if (!c || !c.alert.ts) return;
+    closeCase();
+    openRecordingsAt(c.alert.camera, new Date(c.alert.ts));
+  });
+}
+
+// ---------- the case panel's notification deliveries ----------
+
+let deliveries = null; // the rows of the open case, null when the server has none to show
+
+async function loadDeliveries(caseId) {
+  deliveries = null;
+  renderDeliveries();
+  try {
+    const res = await api(`/api/alerts/${encodeURIComponent(caseId)}/deliveries`);
+    if (!res.ok || !openCaseData || openCaseData.id !== caseId) return;
+    const body = await res.json();
+    deliveries = Array.isArray(body) ? body : body.deliveries || [];
+  } catch (err) {
+    console.warn(err);
+  }
+  renderDeliveries();
+}
+
+function renderDeliveries() {
+  $("case-deliveries-box").hidden = deliveries === null;
+  if (deliveries === null) return;
+  const head = document.createElement("tr");
+  for (const key of ["delivery_channel", "delivery_state", "delivery_attempts", "delivery_sent", "delivery_error"]) {
+    const th = document.createElement("th");
+    th.textContent = t(key);
+    head.appendChild(th);
+  }
+  const rows = deliveries.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.state = d.state || "";
+    const cells = [d.channel, d.state, d.attempts ?? "", d.sent_at ? fullTime(new Date(d.sent_at)) : "",
+      d.last_error || ""];
+    for (const value of cells) {
+      const td = document.createElement("td");
+      td.textContent = String(value ?? "");
+      tr.appendChild(td);
+    }
+    return tr;
+  });
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 5;
+    td.className = "muted";
+    td.textContent = t("no_deliveries");
+    tr.appendChild(td);
+    rows.push(tr);
+  }
+  $("case-deliveries").replaceChildren(head, ...rows);
+}
+
+// ---------- evidence export (a zip from the server; refused to roles without the right) ----------
+
+async function exportEvidence() {
+  const c = openCaseData;
+  if (!c) return;
+  showCaseError(t("exporting"), "notice");
+  const res = await api(`/api/alerts/${encodeURIComponent(c.id)}/export`, { method: "POST" });
+  if (!res.ok) return showCaseError(await errorSentence(res));
+  const name = filenameOf(res) || `bondwatch-evidence-${c.id}.zip`;
+  saveBlob(await res.blob(), name);
+  showCaseError(t("exported", name), "notice");
+}
+
+// ---------- evidence search: a camera's recording timeline, playback from any moment, clips ----------
+
+const PLAY_WINDOW_MS = 60_000; // one clip request per minute of playback
+const rec = {
+  data: null, // the TimelineOut shown, with times turned into milliseconds
+  from: null, // Date: the window shown
+  to: null,
+  camera: "",
+  cursor: null, // ms: the moment chosen or playing
+  clipStart: null, // ms: the first moment of the clip in the player
+  clipEnd: null,
+  url: null,
+  searchToken: 0,
+  searching: false,
+  playToken: 0,
+  error: null, // () => the sentence saying why there is no timeline
+  status: () => "", // what the player says, in the current language
+};
+
+function renderRecCameras() {
+  const select = $("rec-camera");
+  const current = select.value || rec.camera;
+  select.replaceChildren(...cameras.map((c) => new Option(`${c.name} (${c.id})`, c.id)));
+  if (cameras.some((c) => c.id === current)) select.value = current;
+  if (currentView() === "recordings") enterRecordings();
+}
+
+function setRange(fromDate, toDate) {
+  $("rec-from").value = toLocalInput(fromDate);
+  $("rec-to").value = toLocalInput(toDate);
+}
+
+function enterRecordings() {
+  if (!$("rec-from").value) {
+    const now = new Date();
+    setRange(new Date(now.getTime() - 3600_000), now);
+  }
+  if (!rec.data && !rec.error && !rec.searching && $("rec-camera").value) searchTimeline();
+}
+
+async function openRecordingsAt(camera, when) {
+  location.hash = "#recordings";
+  renderRecCameras();
+  $("rec-camera").value = camera;
+  setRange(new Date(when.getTime() - 10 * 60_000), new Date(when.getTime() + 10 * 60_000));
+  await searchTimeline();
+  playFrom(when.getTime() - 5000);
+}
+
+async function searchTimeline() {
+  const camera = $("rec-camera").value;
+  const from = fromLocalInput($("rec-from").value);
+  const to = fromLocalInput($("rec-to").value);
+  rec.error = null;
+  if (!camera) return;
+  if (!from || !to || to <= from) {
+    rec.error = () => t("bad_range");
+    return renderRecordings();
+  }
+  const token = ++rec.searchToken;
+  const q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
+  rec.searching = true;
+  let res;
+  try {
+    res = await api(`/api/recordings/${encodeURIComponent(camera)}/timeline?${q}`);
+  } finally {
+    if (token === rec.searchToken) rec.searching = false;
+  }
+  if (token !== rec.searchToken) return;
+  if (!res.ok) {
+    rec.data = null;
+    const refusal = await errorSentence(res);
+    rec.error = () => refusal;
+    return renderRecordings();
+  }
+  const body = await res.json();
+  const ms = (iso) => (iso ? Date.parse(iso) : null);
+  rec.data = {
+    spans: body.spans.map((s) => ({ start: ms(s.start), end: ms(s.end), segments: s.segments })),
+    gaps: body.gaps.map((g) => ({ start: ms(g.start), end: ms(g.end), reason: g.reason })),
+    alerts: body.alerts,
+  };
+  Object.assign(rec, { from, to, camera, cursor: null, status: () => t("pick_time") });
+  renderRecordings();
+}
+
+function pct(ms) {
+  const span = rec.to.getTime() - rec.from.getTime();
+  return Math.min(100, Math.max(0, ((ms - rec.from.getTime()) / span) * 100));
+}
+
+function block(className, startMs, endMs, title) {
+  const div = document.createElement("div");
+  div.className = className;
+  div.style.left = `${pct(startMs)}%`;
+  div.style.width = `${Math.max(0.2, pct(endMs) - pct(startMs))}%`;
+  div.title = title;
+  return div;
+}
+
+function niceStep(rangeMs) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440].map((m) => m * 60_000);
+  return steps.find((s) => rangeMs / s <= 10) || 1440 * 60_000;
+}
+
+function renderAxis() {
+  const axis = $("tl-axis");
+  if (!rec.data) return axis.replaceChildren();
+  const from = rec.from.getTime();
+  const to = rec.to.getTime();
+  const step = niceStep(to - from);
+  const longRange = to - from > 86400_000 || rec.from.toDateString() !== rec.to.toDateString();
+  const ticks = [];
+  // Ticks fall on round local times: shift by the zone offset before rounding.
+  const offset = rec.from.getTimezoneOffset() * 60_000;
+  for (let ms = Math.ceil((from - offset) / step) * step + offset; ms <= to; ms += step) {
+    const tick = document.createElement("span");
+    tick.className = "tick";
+    tick.style.left = `${pct(ms)}%`;
+    const d = new Date(ms);
+    const opts = { hour: "2-digit", minute: "2-digit", hour12: false };
+    if (longRange && d.getHours() === 0 && d.getMinutes() === 0) Object.assign(opts, { month: "2-digit", day: "2-digit" });
+    tick.textContent = d.toLocaleString(lang, opts);
+    ticks.push(tick);
+  }
+  axis.replaceChildren(...ticks);
+}
+
+function gapTitle(g) {
+  const end = g.end ? fullTime(new Date(g.end)) : t("gap_open");
+  return `${fullTime(new Date(g.start))} – ${end}: ${g.reason}`;
+}
+
+function renderRecordings() {
+  $("rec-tz").textContent = t("time_zone", timeZoneName());
+  $("rec-download-box").hidden = !canDecide(); // only customs staff may export evidence
+  renderDownloadStatus();
+  const track = $("tl-track");
+  const markers = $("tl-markers");
+  const d = rec.data;
+  if (!d) {
+    track.replaceChildren();
+    markers.replaceChildren();
+    $("tl-summary").textContent = rec.error ? rec.error() : "";
+    $("rec-gaps").replaceChildren();
+    $("rec-alerts").replaceChildren();
+    renderAxis();
+    renderCursor();
+    return;
+  }
+  const now = Date.now();
+  track.replaceChildren(
+    ...d.spans.map((s) => block("tl-span", s.start, s.end, `${fullTime(new Date(s.start))} – ${fullTime(new Date(s.end))}`)),
+    ...d.gaps.map((g) => block("tl-gap", g.start, g.end ?? Math.min(now, rec.to.getTime()), gapTitle(g))),
+  );
+  markers.replaceChildren(...d.alerts.filter((a) => a.ts).map((a) => {
+    const m = document.createElement("button");
+    m.type = "button";
+    m.className = "tl-marker";
+    m.dataset.id = a.id;
+    m.dataset.type = a.type;
+    m.style.left = `${pct(Date.parse(a.ts))}%`;
+    m.title = `${t(a.type)} · ${fullTime(new Date(a.ts))}`;
+    m.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      openCase(a.id);
+    });
+    return m;
+  }));
+  $("tl-summary").textContent = rec.error ? rec.error() :
+    (d.spans.length ? t("timeline_summary", d.spans.length, d.gaps.length, d.alerts.length) : t("timeline_empty"));
+  $("rec-gaps").replaceChildren(...(d.gaps.length ? d.gaps.map((g) => {
+    const li = document.createElement("li");
+    li.className = "gap";
+    li.textContent = gapTitle(g);
+    return li;
+  }) : [emptyItem(t("no_gaps"))]));
+  $("rec-alerts").replaceChildren(...(d.alerts.length ? d.alerts.map((a) => {
+    const li = document.createElement("li");
+    li.className = "rec-alert";
+    li.dataset.type = a.type;
+    li.dataset.id = a.id;
+    li.tabIndex = 0;
+    const time = document.createElement("time");
+    time.textContent = a.ts ? fullTime(new Date(a.ts)) : "";
+    const what = document.createElement("span");
+    what.textContent = t(a.type) + (a.zone ? ` · ${t("zone")} ${a.zone}` : "");
+    const state = document.createElement("span");
+    state.className = "state-badge";
+    setStateBadge(state, a.state);
+    li.append(time, what, state);
+    li.addEventListener("click", () => openCase(a.id));
+    return li;
+  }) : [emptyItem(t("no_rec_alerts"))]));
+  renderAxis();
+  renderCursor();
+}
+
+function emptyItem(text) {
+  const li = document.createElement("li");
+  li.className = "muted";
+  li.textContent = text;
+  return li;
+}
+
+function renderCursor() {
+  const cursor = $("tl-cursor");
+  const show = rec.data && rec.cursor !== null;
+  cursor.hidden = !show;
+  if (show) cursor.style.left = `${pct(rec.cursor)}%`;
+  $("rec-now").textContent = rec.cursor !== null ? fullTime(new Date(rec.cursor)) : "";
+  $("rec-status").textContent = rec.status();
+}
+
+function msAt(clientX) {
+  const box = $("timeline").getBoundingClientRect();
+  const frac = Math.min(1, Math.max(0, (clientX - box.left) / box.width));
+  return rec.from.getTime() + frac * (rec.to.getTime() - rec.from.getTime());
+}
+
+async function playFrom(ms) {
+  if (!rec.data) return;
+  rec.cursor = ms;
+  $("dl-from").value = toLocalInput(new Date(ms));
+  $("dl-to").value = toLocalInput(new Date(ms + PLAY_WINDOW_MS));
+  const span = rec.data.spans.find((s) => ms >= s.start && ms < s.end);
+  const video = $("rec-video");
+  const token = ++rec.playToken;
+  if (!span) {
+    const gap = rec.data.gaps.find((g) => ms >= g.start && (g.end === null || ms < g.end));
+    rec.status = () => t("no_recording_here") + (gap ? ` ${gap.reason}` : "");
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+    return renderCursor();
+  }
+  rec.status = () => t("clip_loading");
+  renderCursor();
+  const end = Math.max(Math.min(span.end, ms + PLAY_WINDOW_MS), ms + 1000);
+  const q = new URLSearchParams({ from: new Date(ms).toISOString(), to: new Date(end).toISOString() });
+  const res = await api(`/api/recordings/${encodeURIComponent(rec.camera)}/clip.mp4?${q}`);
+  if (token !== rec.playToken) return;
+  if (!res.ok) {
+    const refusal = await errorSentence(res);
+    rec.status = () => refusal;
+    return renderCursor();
+  }
+  rec.clipStart = Date.parse(res.headers.get("X-Clip-Start"));
+  rec.clipEnd = Date.parse(res.headers.get("X-Clip-End"));
+  const blob = await res.blob();
+  if (token !== rec.playToken) return;
+  if (rec.url) URL.revokeObjectURL(rec.url);
+  rec.url = URL.createObjectURL(blob);
+  video.src = rec.url;
+  // The clip starts on the keyframe at or before the moment asked for: skip that lead.
+  video.addEventListener("loadedmetadata", () => {
+    video.currentTime = Math.max(0, (ms - rec.clipStart) / 1000);
+    video.play().catch(() => {});
+  }, { once: true });
+  rec.status = () => "";
+  renderCursor();
+}
+
+let downloadStatus = { kind: "notice", text: () => "" }; // in the current language
+
+function renderDownloadStatus() {
+  const el = $("dl-status");
+  el.dataset.kind = downloadStatus.kind;
+  el.textContent = downloadStatus.text();
+}
+
+function setDownloadStatus(kind, text) {
+  downloadStatus = { kind, text };
+  renderDownloadStatus();
+}
+
+async function downloadClip() {
+  const from = fromLocalInput($("dl-from").value);
+  const to = fromLocalInput($("dl-to").value);
+  const camera = $("rec-camera").value;
+  if (!from || !to || to <= from) return setDownloadStatus("error", () => t("bad_range"));
+  setDownloadStatus("notice", () => t("downloading"));
+  const q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString(), download: "1" });
+  const res = await api(`/api/recordings/${encodeURIComponent(camera)}/clip.mp4?${q}`);
+  if (!res.ok) {
+    const refusal = await errorSentence(res);
+    return setDownloadStatus("error", () => refusal);
+  }
+  const name = filenameOf(res) || `${camera}.mp4`;
+  saveBlob(await res.blob(), name);
+  setDownloadStatus("notice", () => t("downloaded", name));
+}
+
+function bindRecordings() {
+  $("rec-search").addEventListener("click", searchTimeline);
+  $("rec-camera").addEventListener("change", searchTimeline);
+  for (const b of document.querySelectorAll("#rec-quick [data-range]")) {
+    b.addEventListener("click", () => {
+      const now = new Date();
+      setRange(new Date(now.getTime() - Number(b.dataset.range) * 1000), now);
+      searchTimeline();
+    });
+  }
+  const timeline = $("timeline");
+  timeline.addEventListener("click", (ev) => {
+    if (rec.data && !ev.target.closest(".tl-marker")) playFrom(msAt(ev.clientX));
+  });
+  timeline.addEventListener("mousemove", (ev) => {
+    const hover = $("tl-hover");
+    if (!rec.data) return;
+    const ms = msAt(ev.clientX);
+    hover.hidden = false;
+    hover.style.left = `${pct(ms)}%`;
+    hover.dataset.time = new Date(ms).toLocaleTimeString(lang, { hour12: false });
+  });
+  timeline.addEventListener("mouseleave", () => { $("tl-hover").hidden = true; });
+  const video = $("rec-video");
+  video.addEventListener("timeupdate", () => {
+    if (rec.clipStart === null || !video.src) return;
+    rec.cursor = rec.clipStart + video.currentTime * 1000;
+    renderCursor();
+  });
+  // At the end of a clip, carry on with the next minute of the same recorded stretch.
+  video.addEventListener("ended", () => {
+    if (rec.data && rec.clipEnd && rec.data.spans.some((s) => rec.clipEnd >= s.start && rec.clipEnd < s.end - 500)) {
+      playFrom(rec.clipEnd);
+    }
+  });
+  $("dl-button").addEventListener("click", downloadClip);
+}
+
 window.bondwatch = {
   framesDecoded: (camera) => (tiles.has(camera) ? tiles.get(camera).framesDecoded() : 0),
   alertCount: () => alerts.size,
+  beeps: () => beeps,
+  recordingCursor: () => rec.cursor,
 };
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -676,9 +1461,14 @@ document.addEventListener("DOMContentLoaded", async () => {
     b.addEventListener("click", () => setLang(b.dataset.lang));
   }
   document.getElementById("logout").addEventListener("click", signOut);
-  for (const id of ["filter-type", "filter-state"]) {
-    document.getElementById(id).addEventListener("change", renderAlerts);
+  for (const id of ["filter-type", "filter-state", "filter-camera", "filter-station", "filter-from", "filter-to"]) {
+    document.getElementById(id).addEventListener("change", reloadFiltered);
   }
+  document.getElementById("filter-reset").addEventListener("click", resetFilters);
+  document.getElementById("sound-toggle").addEventListener("click", toggleSound);
+  window.addEventListener("hashchange", renderView);
+  bindCaseMedia();
+  bindRecordings();
   document.getElementById("case-close").addEventListener("click", closeCase);
   document.getElementById("case-backdrop").addEventListener("click", (ev) => {
     if (ev.target.id === "case-backdrop") closeCase();
@@ -688,9 +1478,10 @@ document.addEventListener("DOMContentLoaded", async () => {
     document.getElementById(`act-${action}`).addEventListener("click", () => act(action));
   }
   document.getElementById("act-note").addEventListener("click", () => act("notes"));
+  document.getElementById("act-export").addEventListener("click", exportEvidence);
   setLang(lang);
   setInterval(tickClock, 1000);
-  loadMe().then(renderCase).catch((err) => console.warn(err));
+  loadMe().then(() => { renderCase(); renderRecordings(); }).catch((err) => console.warn(err));
   connectAlerts();
   await refreshHealth();
   setInterval(refreshHealth, HEALTH_REFRESH_MS);

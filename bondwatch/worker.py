@@ -1,0 +1,174 @@
+"""`bondwatch worker`: ingest, recording, detection and rules for the cameras this process owns.
+
+Many workers share one site through Redis: each announces itself with its capacity, computes
+the same balanced plan (`bondwatch.leases.assign`) from the same state, hands over cameras the
+plan moves away, and takes by lease the free cameras the plan gives it. Every write for a
+camera (a segment, an outage, an alert) goes through the lease's fence, so a worker that lost
+a camera writes nothing more for it. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
+
+from alerts.bus import AlertBus
+from alerts.evidence import Evidence, FrameRing
+from alerts.outbox import Outbox, Publisher
+from alerts.store import AlertStore
+from bondwatch.db import database_url
+from bondwatch.leases import LeaseKeeper, Leases, Registry, assign, connect
+from bondwatch.scanbus import ScanReader
+from bondwatch.service import AlertSink, Cameras, DetectionWorker, ScanListener, recording_store
+from bondwatch.site import Site
+
+if TYPE_CHECKING:
+    from detectors.yolo import Detector
+
+logger = logging.getLogger(__name__)
+
+# How long a Redis call of the lease machinery may take, as a part of the lease: short enough
+# that a keeper learns of an outage with most of the lease still left.
+CALL_TIMEOUT_PART = 1 / 6
+
+
+class Worker:
+    """One worker process's loop: `run` until `stop` (from a signal handler) is called."""
+
+    def __init__(
+        self,
+        site: Site,
+        data_dir: Path,
+        *,
+        redis_url: str,
+        worker_id: str,
+        capacity: int,
+        lease_s: float,
+        model: Detector | None,
+    ):
+        self.site = site
+        self.data_dir = data_dir
+        self.redis_url = redis_url
+        self.id = worker_id
+        self.capacity = capacity
+        self.lease_s = lease_s
+        self.model = model
+        self.tick_s = lease_s / 4
+        self.by_id = {c.id: c for c in site.cameras}
+        self.stopping = threading.Event()
+        self._wake = threading.Event()  # a lost lease or a stop: act before the next tick
+        self._lost: queue.SimpleQueue[str] = queue.SimpleQueue()
+        client = connect(redis_url, lease_s * CALL_TIMEOUT_PART)
+        self.leases = Leases(client, worker_id, lease_s)
+        self.registry = Registry(client, ttl_s=lease_s)
+        self.keeper = LeaseKeeper(self.leases, self._on_lost)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        db_url = database_url(self.data_dir)
+        store = AlertStore(db_url)
+        outbox = Outbox(store, fence=self.keeper.fence)
+        bus = AlertBus(self.redis_url)
+        # Every worker publishes the shared outbox; a row two publish at once reaches the stream
+        # twice under one alert id, which consumers drop (see alerts/outbox.py).
+        publisher = Publisher(outbox, bus)
+        recording = recording_store(self.site, self.data_dir, fence=self.keeper.fence)
+        sink = AlertSink(outbox, recording, Evidence(self.data_dir, store, recording, self.site, FrameRing()))
+        self.cameras = Cameras(self.site, sink, recording, owned=True)
+        listener: ScanListener | None = None
+        detection: DetectionWorker | None = None
+        if self.model is not None:
+            from alerts.pipeline import Pipeline  # loads torch: only for a worker that detects
+
+            stations = [z for z in self.site.zones if z.kind == "station"]
+            backlog_s = max((z.scan_before_s + z.scan_grace_s for z in stations), default=0.0)
+            listener = ScanListener(ScanReader(self.redis_url, since_s=backlog_s))
+            pipeline = Pipeline(self.site, self.model)
+            detection = DetectionWorker(self.cameras, pipeline, sink, listener.scans)
+        threads = [t for t in (publisher, self.keeper, listener, detection) if t is not None]
+        for t in threads:
+            t.start()
+        logger.info(
+            "worker %s: capacity %d, lease %.1f s, %d site cameras, detection %s",
+            self.id, self.capacity, self.lease_s, len(self.by_id), "on" if detection else "off",
+        )  # fmt: skip
+        try:
+            while not self.stopping.is_set():
+                self.tick()
+                self._wake.wait(self.tick_s)
+                self._wake.clear()
+        finally:
+            logger.info("worker %s: stopping", self.id)
+            self._release_all()
+            for t in reversed(threads):
+                t.stop()
+            bus.close()
+            store.close()
+        return 0
+
+    def tick(self) -> None:
+        """Drop the cameras whose lease was lost, then move toward the plan by one step."""
+        while not self._lost.empty():
+            self.cameras.close(self._lost.get())
+        ids = list(self.by_id)
+        try:
+            self.registry.heartbeat(self.id, self.capacity)
+            plan = assign(self.registry.alive(), ids, self.leases.owners(ids))
+        except redis.RedisError as e:
+            logger.warning("worker %s: Redis unreachable, keeping what the leases allow: %s", self.id, e)
+            return
+        for cam in sorted(self.keeper.held()):
+            if plan.get(cam) != self.id and not self.stopping.is_set():
+                self._hand_over(cam, to=plan.get(cam))
+        held = self.keeper.held()
+        for cam, worker in plan.items():
+            if worker != self.id or cam in held or len(held) >= self.capacity:
+                continue
+            if self.stopping.is_set():
+                return
+            try:
+                lease = self.leases.acquire(cam)
+            except redis.RedisError as e:
+                logger.warning("camera %s: cannot take the lease: %s", cam, e)
+                return
+            if lease is None:
+                continue  # its previous owner has not let it go yet
+            self.keeper.add(lease)
+            held[cam] = lease
+            logger.info("camera %s: taken by worker %s (token %d)", cam, self.id, lease.token)
+            self.cameras.open(self.by_id[cam])
+
+    def _hand_over(self, camera: str, to: str | None) -> None:
+        """Stop first, while the lease still fences the last writes in; then let it go."""
+        self.cameras.close(camera)
+        lease = self.keeper.remove(camera)
+        if lease is None:
+            return  # lost meanwhile; `tick` closes it
+        try:
+            self.leases.release(lease)
+        except redis.RedisError as e:
+            logger.warning("camera %s: release failed, the lease runs out by itself: %s", camera, e)
+        logger.info("camera %s: handed over by worker %s to %s", camera, self.id, to or "nobody")
+
+    def _release_all(self) -> None:
+        for cam in sorted(self.keeper.held()):
+            self._hand_over(cam, to=None)
+        while not self._lost.empty():
+            self.cameras.close(self._lost.get())
+        try:
+            self.registry.leave(self.id)
+        except redis.RedisError as e:
+            logger.warning("worker %s: could not sign off, its heartbeat runs out: %s", self.id, e)
+
+    def _on_lost(self, camera: str) -> None:
+        """From the keeper's thread: writes are already fenced off; the loop stops the stream."""
+        self._lost.put(camera)
+        self._wake.set()
