@@ -37,6 +37,10 @@ BATCH = 100
 BLOCK_MS = 1000  # how long XREADGROUP waits before the loop looks at `stopping` again
 CLAIM_IDLE_S = 30.0  # an entry pending this long under another consumer is taken over
 CLAIM_EVERY_S = 5.0
+# A new group handles the alerts raised this long before it was first registered: a consumer
+# that starts a little after the service misses nothing, and one added to an old installation
+# does not replay its history.
+LOOKBACK_S = 3600.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -57,8 +61,8 @@ class ConsumedRow(Base):
 class GroupRow(Base):
     """Where a group stands in the outbox: every row up to `watermark` (a seq) is consumed.
 
-    A group starts at the outbox's end when it is first registered (`start_seq`), so adding a
-    notifier to a running installation never sends the alerts of the past."""
+    A group starts `LOOKBACK_S` before the outbox's end when it is first registered
+    (`start_seq`), so adding a notifier to a running installation never sends the past."""
 
     __tablename__ = "alert_consumer_groups"
 
@@ -70,11 +74,12 @@ class GroupRow(Base):
 
 def insert_ignore(s: Session, table: Table, **values: Any) -> bool:
     """Insert a row unless its key exists; True if inserted. Atomic on SQLite and PostgreSQL,
-    so two consumers racing for the same key never both win."""
+    so two consumers racing for the same key never both win. RETURNING tells, where rowcount
+    may not (psycopg reports -1 for an INSERT ... ON CONFLICT)."""
     dialect = s.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = s.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    stmt = insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return s.execute(stmt).first() is not None
 
 
 def default_consumer_name(group: str) -> str:
@@ -97,6 +102,7 @@ class StreamConsumer(threading.Thread):
         claim_idle_s: float = CLAIM_IDLE_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         block_ms: int = BLOCK_MS,
+        lookback_s: float = LOOKBACK_S,
         after_handle: Callable[[str], None] | None = None,
     ):
         """`after_handle(alert_id)` runs between the commit and the XACK; tests crash there."""
@@ -109,6 +115,7 @@ class StreamConsumer(threading.Thread):
         self.claim_every_s = min(CLAIM_EVERY_S, claim_idle_s)
         self.backoff_max_s = backoff_max_s
         self.block_ms = block_ms
+        self.lookback_s = lookback_s
         self.after_handle = after_handle
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 5)
         self.stopping = threading.Event()
@@ -262,7 +269,8 @@ class StreamConsumer(threading.Thread):
     def _register(self) -> int:
         """Record the group in the database unless it is there; returns its `start_seq`."""
         with Session(self.store.engine) as s, s.begin():
-            end = s.scalar(select(func.max(OutboxRow.seq))) or 0
+            since = time.time() - self.lookback_s
+            end = s.scalar(select(func.max(OutboxRow.seq)).where(OutboxRow.created_at < since)) or 0
             insert_ignore(
                 s, GroupRow.__table__, group_name=self.group, start_seq=end, watermark=end,
                 created_at=time.time(),

@@ -212,13 +212,16 @@ class Channel:
 
     def wants(self, alert: Alert) -> bool:
         rules = self.config.rules
-        return rules == "all" or alert.type in rules
+        return "all" in rules or alert.type in rules
 
     def send(self, title: str, body: str, attachment: Path | None) -> str | None:
         """Send one message; None on success, else what went wrong (Apprise's warnings)."""
         attach = apprise.AppriseAttachment(str(attachment)) if attachment is not None else None
         try:
-            result = self.apprise.notify(body=body, title=title, attach=attach)
+            # Plain text: read as HTML (Apprise's default for e-mail), the lines would run together.
+            result = self.apprise.notify(
+                body=body, title=title, attach=attach, body_format=apprise.NotifyFormat.TEXT
+            )
         except Exception as e:  # a plugin bug must not stop the sender
             return f"{type(e).__name__}: {e}"[:ERROR_CHARS]
         if result:
@@ -249,7 +252,22 @@ class Notifier:
         self.sent_times: dict[str, collections.deque[float]] = {
             c.id: collections.deque() for c in self.channels
         }
-        self.wake = threading.Event()
+        self._count_recent_messages()
+        self.wake = {c.id: threading.Event() for c in self.channels}  # set when rows are claimed
+
+    def _count_recent_messages(self) -> None:
+        """Messages of the last minute count against the rate limit after a restart too, so a
+        service that restarts again and again cannot flood a channel."""
+        with Session(self.engine) as s:
+            recent = s.execute(
+                select(DeliveryRow.channel, DeliveryRow.sent_at)
+                .where(DeliveryRow.sent_at > self.clock() - 60.0)
+                .distinct()  # the rows of one digest share its time
+                .order_by(DeliveryRow.sent_at)
+            ).all()
+        for channel, at in recent:
+            if channel in self.sent_times:
+                self.sent_times[channel].append(at)
 
     def claim(self, s: Session, alert: Alert) -> None:
         """One pending row per channel that routes `alert`, in the caller's transaction."""
@@ -260,27 +278,31 @@ class Notifier:
                     s, DeliveryRow.__table__, alert_id=alert.id, channel=ch.id, state="pending",
                     attempts=0, claimed_at=now, next_at=now,
                 )  # fmt: skip
-        self.wake.set()
+                self.wake[ch.id].set()
 
     def recover(self) -> int:
         """Mark deliveries left `sending` by a stopped process as failed; returns how many."""
         with Session(self.engine) as s, s.begin():
-            n = s.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.state == "sending")
-                .values(state="failed", last_error=INTERRUPTED)
-            ).rowcount  # type: ignore[attr-defined]
+            n = len(
+                s.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.state == "sending")
+                    .values(state="failed", last_error=INTERRUPTED)
+                    .returning(DeliveryRow.id)
+                ).all()
+            )
         if n:
             logger.warning("%d notifications were interrupted while sending; not repeated", n)
-        return int(n)
+        return n
 
     def snapshot(self, alert_id: str) -> Path | None:
         path = self.evidence_dir / alert_id / "snapshot.jpg"
         return path if path.is_file() else None
 
-    def send_due(self) -> int:
-        """Send what is due on every channel; returns the number of messages sent."""
-        return sum(self._send_channel(ch) for ch in self.channels)
+    def send_due(self, channel: Channel | None = None) -> int:
+        """Send what is due on `channel` (default: every channel); returns the number of
+        messages sent."""
+        return sum(self._send_channel(ch) for ch in ([channel] if channel else self.channels))
 
     def _budget(self, channel: str, now: float) -> int:
         times = self.sent_times[channel]
@@ -330,7 +352,8 @@ class Notifier:
                     update(DeliveryRow)
                     .where(DeliveryRow.id == row_id, DeliveryRow.state == "pending")
                     .values(state="sending", attempts=DeliveryRow.attempts + 1)
-                ).rowcount  # type: ignore[attr-defined]
+                    .returning(DeliveryRow.id)
+                ).first()
             ]
         if not mine:
             return 0
@@ -374,30 +397,29 @@ class Notifier:
 
 
 class Sender(threading.Thread):
-    """Sends due deliveries until stopped; a database error is logged and retried."""
+    """Sends the due deliveries of one channel until stopped. One thread per channel, because
+    a send can block for seconds (a receiver that times out, Apprise's pause between two
+    messages to most services) and must not hold up the other channels."""
 
-    def __init__(self, notifier: Notifier):
-        super().__init__(name="notify-sender", daemon=True)
+    def __init__(self, notifier: Notifier, channel: Channel):
+        super().__init__(name=f"notify-{channel.id}", daemon=True)
         self.notifier = notifier
+        self.channel = channel
+        self.wake = notifier.wake[channel.id]
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        recovered = False
         while not self.stopping.is_set():
-            self.notifier.wake.clear()
+            self.wake.clear()
             try:
-                if not recovered:
-                    self.notifier.recover()
-                    recovered = True
-                self.notifier.send_due()
+                self.notifier.send_due(self.channel)
             except Exception:
-                logger.exception("sending notifications failed; retrying")
-            self.notifier.wake.wait(POLL_S)
+                logger.exception("sending notifications to %s failed; retrying", self.channel.id)
+            self.wake.wait(POLL_S)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self) -> None:
         self.stopping.set()
-        self.notifier.wake.set()
-        self.join(timeout_s)
+        self.wake.set()
 
 
 class NotifyService:
@@ -419,13 +441,21 @@ class NotifyService:
         self.consumer = StreamConsumer(
             redis_url, store, GROUP, self.notifier.claim, consumer=consumer, claim_idle_s=claim_idle_s
         )
-        self.sender = Sender(self.notifier)
+        self.senders = [Sender(self.notifier, ch) for ch in self.notifier.channels]
 
     def start(self) -> None:
-        self.sender.start()
+        """Sends left half-done by a previous process are settled before anything is sent."""
+        self.notifier.recover()
+        for sender in self.senders:
+            sender.start()
         self.consumer.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Consumer first (what it has not acknowledged is read again), then the sender."""
+        """Consumer first (what it has not acknowledged is read again), then the senders,
+        each finishing the message in flight within `timeout_s` in all."""
         self.consumer.stop(timeout_s)
-        self.sender.stop(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for sender in self.senders:
+            sender.stop()
+        for sender in self.senders:
+            sender.join(max(0.0, deadline - time.monotonic()))

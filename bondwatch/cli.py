@@ -285,15 +285,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bondwatch.demo import DemoError, prepare_demo
+    from bondwatch.demo import SEED, DemoError, prepare_demo
     from bondwatch.service import ServiceError, serve
 
     data = Path(args.data)
     try:
         demo = None if args.site else prepare_demo(data)
         site = demo.site if demo else load_site(args.site)
+        # The zone editor saves to the file the site came from (the demo's is re-rendered, and
+        # its edits lost, only when the demo scenario itself changes).
+        site_path = Path(args.site) if args.site else data / "demo" / f"seed{SEED}" / "site.yaml"
         detector = _detector(args.model, site, cache_dir=data / "model-cache")
-        return serve(site, data, host=args.host, port=args.port, model=detector, demo=demo)
+        return serve(
+            site, data, host=args.host, port=args.port, model=detector, demo=demo, site_path=site_path
+        )
     except (DemoError, ServiceError) as e:
         raise UserError(str(e)) from None
 

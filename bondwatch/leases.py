@@ -31,11 +31,21 @@ WORKERS_KEY = f"{PREFIX}:workers"  # set of worker ids that announced themselves
 # The part of a lease this process counts on: the rest absorbs a clock running at another rate
 # than Redis's and the time a renewal reply spends on the way back.
 SAFETY = 0.9
+TOKEN_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 
 # KEYS[1] lease, KEYS[2] fencing counter; ARGV[1] owner, ARGV[2] lease ms. The new token, or nil.
+# A token is at least Redis's clock in seconds since TOKEN_EPOCH, so tokens keep growing even
+# after Redis lost its data (a restart without persistence, a failover): the stores refuse any
+# token older than one they hold, and a counter starting over at 1 would lock every writer out
+# for good. Counted from 2020 a token fits a 32-bit column until 2088.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return nil end
+local floor = tonumber(redis.call('TIME')[1]) - tonumber(ARGV[3])
 local token = redis.call('INCR', KEYS[2])
+if token < floor then
+  token = floor
+  redis.call('SET', KEYS[2], token)
+end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 return token
 """
@@ -134,7 +144,8 @@ class Leases:
     def acquire(self, camera: str) -> Lease | None:
         """Take `camera` if nobody holds it; the lease with its new fencing token, else None."""
         sent = time.monotonic()
-        token = self._acquire(keys=[lease_key(camera), token_key(camera)], args=[self.owner, self._ms])
+        keys = [lease_key(camera), token_key(camera)]
+        token = self._acquire(keys=keys, args=[self.owner, self._ms, TOKEN_EPOCH])
         if token is None:
             return None
         return Lease(camera, self.owner, int(token), sent + self.lease_s * SAFETY)

@@ -154,6 +154,11 @@ class Zone(Strict):
 class Station(Strict):
     id: Key = Field(description="station id, as sent by its scanner")
     name: str = Field("", description="human-readable name")
+    step: Literal["in", "repair", "out"] | None = Field(
+        None,
+        description="the step of the unit's way through the workshop its scans record (进 in,"
+        " 修 repair, 出 out), for the serial trace; a scan's own `step` field wins",
+    )
 
 
 class Recording(Strict):
@@ -210,10 +215,15 @@ class NotifyChannel(Strict):
         description="Apprise URL (json://, mailto://, wecombot://, dingtalk://, feishu://, ...);"
         " ${VAR} is replaced from the environment when sending, so secrets stay out of the file"
     )
-    rules: list[AlertTypeName] | Literal["all"] = Field(
-        "all", description="the alert types sent to this channel, or all"
+    rules: list[Literal[AlertTypeName, "all"]] = Field(
+        ["all"], description="the alert types sent to this channel; `all` (the default): every type"
     )
     language: Literal["zh-CN", "en"] = Field("zh-CN", description="language of the messages")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _all_alone(cls, v: object) -> object:
+        return [v] if v == "all" else v  # `rules: all` reads as well as `rules: [all]`
 
 
 class NotifyRateLimit(Strict):
@@ -248,7 +258,9 @@ class Notifications(Strict):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> Notifications:
-        _unique("channels", [c.id for c in self.channels])
+        ids = [c.id for c in self.channels]
+        if dupes := sorted({x for x in ids if ids.count(x) > 1}):
+            raise ValueError(f"duplicate channel id(s) {', '.join(dupes)}")
         return self
 
 

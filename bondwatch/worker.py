@@ -4,7 +4,8 @@ Many workers share one site through Redis: each announces itself with its capaci
 the same balanced plan (`bondwatch.leases.assign`) from the same state, hands over cameras the
 plan moves away, and takes by lease the free cameras the plan gives it. Every write for a
 camera (a segment, an outage, an alert) goes through the lease's fence, so a worker that lost
-a camera writes nothing more for it. See docs/scaling.md.
+a camera writes nothing more for it. The worker holding the `@publisher` lease also publishes
+the shared alert outbox to the stream. See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from alerts.store import AlertStore
 from bondwatch.db import database_url
 from bondwatch.leases import LeaseKeeper, Leases, Registry, assign, connect
 from bondwatch.scanbus import ScanReader
+from bondwatch.scanlog import ScanLog
 from bondwatch.service import AlertSink, Cameras, DetectionWorker, ScanListener, recording_store
 from bondwatch.site import Site
 
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 # How long a Redis call of the lease machinery may take, as a part of the lease: short enough
 # that a keeper learns of an outage with most of the lease still left.
 CALL_TIMEOUT_PART = 1 / 6
+# The outbox publisher's lease: one worker at a time publishes. No camera id can take this name.
+PUBLISHER = "@publisher"
 
 
 class Worker:
@@ -67,6 +71,7 @@ class Worker:
         self.leases = Leases(client, worker_id, lease_s)
         self.registry = Registry(client, ttl_s=lease_s)
         self.keeper = LeaseKeeper(self.leases, self._on_lost)
+        self._publisher: Publisher | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -75,13 +80,11 @@ class Worker:
     def run(self) -> int:
         db_url = database_url(self.data_dir)
         store = AlertStore(db_url)
-        outbox = Outbox(store, fence=self.keeper.fence)
-        bus = AlertBus(self.redis_url)
-        # Every worker publishes the shared outbox; a row two publish at once reaches the stream
-        # twice under one alert id, which consumers drop (see alerts/outbox.py).
-        publisher = Publisher(outbox, bus)
+        self.outbox = Outbox(store, fence=self.keeper.fence)
+        self.bus = AlertBus(self.redis_url)
         recording = recording_store(self.site, self.data_dir, fence=self.keeper.fence)
-        sink = AlertSink(outbox, recording, Evidence(self.data_dir, store, recording, self.site, FrameRing()))
+        evidence = Evidence(self.data_dir, store, recording, self.site, FrameRing())
+        sink = AlertSink(self.outbox, recording, evidence)
         self.cameras = Cameras(self.site, sink, recording, owned=True)
         listener: ScanListener | None = None
         detection: DetectionWorker | None = None
@@ -90,10 +93,11 @@ class Worker:
 
             stations = [z for z in self.site.zones if z.kind == "station"]
             backlog_s = max((z.scan_before_s + z.scan_grace_s for z in stations), default=0.0)
-            listener = ScanListener(ScanReader(self.redis_url, since_s=backlog_s))
+            # Every worker stores the scans it reads: the scan log is idempotent on the scan id.
+            listener = ScanListener(ScanReader(self.redis_url, since_s=backlog_s), ScanLog(store.engine))
             pipeline = Pipeline(self.site, self.model)
             detection = DetectionWorker(self.cameras, pipeline, sink, listener.scans)
-        threads = [t for t in (publisher, self.keeper, listener, detection) if t is not None]
+        threads = [t for t in (self.keeper, listener, detection) if t is not None]
         for t in threads:
             t.start()
         logger.info(
@@ -110,25 +114,26 @@ class Worker:
             self._release_all()
             for t in reversed(threads):
                 t.stop()
-            bus.close()
+            self.bus.close()
             store.close()
         return 0
 
     def tick(self) -> None:
-        """Drop the cameras whose lease was lost, then move toward the plan by one step."""
+        """Drop what lost its lease, then move toward the plan by one step."""
         while not self._lost.empty():
-            self.cameras.close(self._lost.get())
+            self._drop(self._lost.get())
         ids = list(self.by_id)
         try:
             self.registry.heartbeat(self.id, self.capacity)
             plan = assign(self.registry.alive(), ids, self.leases.owners(ids))
+            self._publish()
         except redis.RedisError as e:
             logger.warning("worker %s: Redis unreachable, keeping what the leases allow: %s", self.id, e)
             return
         for cam in sorted(self.keeper.held()):
-            if plan.get(cam) != self.id and not self.stopping.is_set():
+            if cam != PUBLISHER and plan.get(cam) != self.id and not self.stopping.is_set():
                 self._hand_over(cam, to=plan.get(cam))
-        held = self.keeper.held()
+        held = {c: x for c, x in self.keeper.held().items() if c != PUBLISHER}
         for cam, worker in plan.items():
             if worker != self.id or cam in held or len(held) >= self.capacity:
                 continue
@@ -146,29 +151,54 @@ class Worker:
             logger.info("camera %s: taken by worker %s (token %d)", cam, self.id, lease.token)
             self.cameras.open(self.by_id[cam])
 
-    def _hand_over(self, camera: str, to: str | None) -> None:
-        """Stop first, while the lease still fences the last writes in; then let it go."""
-        self.cameras.close(camera)
-        lease = self.keeper.remove(camera)
+    def _publish(self) -> None:
+        """Run the outbox publisher while this worker holds the publisher's lease.
+
+        One publisher for all workers keeps each alert to one stream entry; in the moment a
+        lease changes hands two may overlap, and the repeat carries the same alert id, which
+        consumers drop (see alerts/outbox.py).
+        """
+        if self._publisher is not None:
+            return
+        lease = self.leases.acquire(PUBLISHER)
         if lease is None:
-            return  # lost meanwhile; `tick` closes it
+            return
+        self.keeper.add(lease)
+        self._publisher = Publisher(self.outbox, self.bus)
+        self._publisher.start()
+        logger.info("worker %s: publishes the alert outbox (token %d)", self.id, lease.token)
+
+    def _drop(self, name: str) -> None:
+        """Stop acting on a camera, or stop publishing."""
+        if name != PUBLISHER:
+            self.cameras.close(name)
+        elif self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None
+
+    def _hand_over(self, name: str, to: str | None) -> None:
+        """Stop first, while the lease still fences the last writes in; then let it go."""
+        self._drop(name)
+        lease = self.keeper.remove(name)
+        if lease is None:
+            return  # lost meanwhile; `tick` has dropped it
         try:
             self.leases.release(lease)
         except redis.RedisError as e:
-            logger.warning("camera %s: release failed, the lease runs out by itself: %s", camera, e)
-        logger.info("camera %s: handed over by worker %s to %s", camera, self.id, to or "nobody")
+            logger.warning("%s: release failed, the lease runs out by itself: %s", name, e)
+        logger.info("%s: handed over by worker %s to %s", name, self.id, to or "nobody")
 
     def _release_all(self) -> None:
-        for cam in sorted(self.keeper.held()):
-            self._hand_over(cam, to=None)
+        for name in sorted(self.keeper.held()):
+            self._hand_over(name, to=None)
         while not self._lost.empty():
-            self.cameras.close(self._lost.get())
+            self._drop(self._lost.get())
         try:
             self.registry.leave(self.id)
         except redis.RedisError as e:
             logger.warning("worker %s: could not sign off, its heartbeat runs out: %s", self.id, e)
 
-    def _on_lost(self, camera: str) -> None:
-        """From the keeper's thread: writes are already fenced off; the loop stops the stream."""
-        self._lost.put(camera)
+    def _on_lost(self, name: str) -> None:
+        """From the keeper's thread: writes are already fenced off; the loop stops the rest."""
+        self._lost.put(name)
         self._wake.set()

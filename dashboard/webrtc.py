@@ -157,6 +157,11 @@ class LiveVideo:
     def peers(self) -> int:
         return len(self._peers)
 
+    @property
+    def encoders(self) -> int:
+        """Cameras being encoded now: one each, however many watch it."""
+        return len(self._sources)
+
     async def answer(self, camera: str, sdp: str, type_: str) -> RTCSessionDescription:
         """Accept a browser's offer for `camera`; raises UnknownCamera or ValueError."""
         if camera not in self._cameras:
@@ -173,16 +178,17 @@ class LiveVideo:
                 await self._close(camera, pc)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
             source = self._source(camera)
             source.viewers.add(pc)
             # Buffered: with shared encoded packets a dropped one would smear the picture until
             # the next keyframe; senders drain their queue as fast as they packetize it.
-            sender = pc.addTrack(source.relay.subscribe(source.track, buffered=True))
+            track = source.relay.subscribe(source.track, buffered=True)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            # The packets are VP8: nothing else may be negotiated, so say so before the offer
+            # is read (aiortc settles the codecs when it applies the remote description).
             vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
-            for transceiver in pc.getTransceivers():
-                if transceiver.sender is sender:
-                    transceiver.setCodecPreferences(vp8)  # the packets are VP8: nothing else
+            transceiver.setCodecPreferences(vp8)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
             source.track.request_keyframe()
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception:

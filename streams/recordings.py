@@ -229,8 +229,6 @@ class RecordingStore:
         self.quota_bytes = quota_bytes
         self.gap_tolerance_s = gap_tolerance_s
         self.fence = fence
-        if fence is not None:  # until a migration adds it: only fenced workers need the table
-            SegmentWriterRow.__table__.create(self.engine, checkfirst=True)  # type: ignore[attr-defined]
         self._lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------

@@ -271,7 +271,7 @@ def test_alert_desk_acknowledge_and_resolve(stack: Stack, page: Page):
     stack.store.act(head.id, "reopen", "admin", "admin", text="new evidence")
     page.fill("#case-text", "再看一次")
     page.click("#act-reopen")
-    expect(page.locator("#case-error")).to_contain_text("not resolved")
+    expect(page.locator("#case-error")).to_contain_text("并未结案")  # the server's sentence, in zh-CN
     expect(page.locator("#case-state")).to_have_text("已确认")
     expect(item.locator(".alert-state")).to_have_text("已确认")
     expect(page.locator("#act-resolve")).to_be_visible()

@@ -47,6 +47,7 @@ SITE_YAML = """
 cameras:
   - id: pets
     url: rtsp://127.0.0.1:8554/pets
+    factory: a  # the operator's (test_dashboard.make_accounts)
   - id: dock
     url: rtsp://127.0.0.1:8554/dock
 zones:

@@ -43,6 +43,7 @@ cameras:
   - id: pets
     name: 东门道路
     url: rtsp://127.0.0.1:8554/pets
+    factory: a
   - id: dock
     name: 装卸区
     url: rtsp://127.0.0.1:8554/dock
@@ -181,7 +182,7 @@ def make_accounts(db: Path) -> Accounts:
     """A real account database with one user per role; user name = role."""
     accounts = Accounts(f"sqlite:///{db}")
     for role, password in PASSWORDS.items():
-        accounts.add(role, role, password)
+        accounts.add(role, role, password, "a" if role == "operator" else None)
     return accounts
 
 
@@ -423,6 +424,20 @@ def test_webrtc_offer_is_answered_and_video_flows(client: TestClient):
     asyncio.run(scenario())
 
 
+def test_viewers_of_one_camera_share_one_vp8_encoder(client: TestClient):
+    async def scenario() -> None:
+        async with (
+            watching(client, "pets") as (s1, sdp, sizes1, _),
+            watching(client, "pets") as (s2, _, sizes2, _),
+        ):
+            assert s1 == s2 == 200 and "VP8/90000" in sdp and "H264" not in sdp
+            assert sizes1 == sizes2 == [(768, 576)] * 3
+            assert await viewers(client) == 2
+            assert client.app.state.dashboard.video.encoders == 1
+
+    asyncio.run(scenario())
+
+
 def test_webrtc_camera_without_frames_sends_placeholder(client: TestClient):
     async def scenario() -> None:
         async with watching(client, "dock") as (status, _, sizes, _):
@@ -482,6 +497,18 @@ PROTECTED = [
     ("POST", "/api/alerts/{alert_id}/resolve"),
     ("POST", "/api/alerts/{alert_id}/reopen"),
     ("POST", "/api/alerts/{alert_id}/notes"),
+    ("GET", "/api/alerts/{alert_id}/snapshot.jpg"),
+    ("GET", "/api/alerts/{alert_id}/clip.mp4"),
+    ("POST", "/api/alerts/{alert_id}/export"),
+    ("GET", "/api/alerts/{alert_id}/deliveries"),
+    ("GET", "/api/recordings/pets/timeline"),
+    ("GET", "/api/recordings/pets/clip.mp4"),
+    ("GET", "/api/trace"),
+    ("GET", "/api/trace/{serial}"),
+    ("GET", "/api/overview"),
+    ("GET", "/api/zones"),
+    ("GET", "/api/zones/pets/frame.jpg"),
+    ("PUT", "/api/zones/pets"),
     ("POST", "/api/webrtc/offer"),
     ("GET", "/api/status"),
     ("POST", "/api/scans"),
@@ -544,7 +571,8 @@ def test_alert_socket_refuses_without_session(
 )
 def test_roles(anonymous: TestClient, role: str, path: str, status: int):
     sign_in(anonymous, role)
-    assert anonymous.get("/api/me").json() == {"name": role, "role": role}
+    factory = {"factory": "a"} if role == "operator" else {}
+    assert anonymous.get("/api/me").json() == {"name": role, "role": role, **factory}
     assert anonymous.get(path).status_code == status
 
 

@@ -45,8 +45,9 @@ def channel_yaml(webhook: Webhook) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    s = AlertStore(f"sqlite:///{tmp_path / 'bondwatch.db'}")
+def store(db_url: str) -> Iterator[AlertStore]:
+    """On SQLite, then on PostgreSQL."""
+    s = AlertStore(db_url)
     yield s
     s.close()
 
@@ -99,28 +100,34 @@ def claimer(store: AlertStore, url: str, webhook: Webhook, **kw: object) -> Stre
 # ---------- the group and the database ----------
 
 
-def test_a_new_group_starts_at_the_end_and_later_alerts_all_come(
-    store: AlertStore, redis_server: RedisServer, webhook: Webhook
+@pytest.mark.parametrize(
+    ("lookback_s", "earlier_handled"),
+    [(0.0, False), (3600.0, True)],
+    ids=["older-than-lookback", "within-lookback"],
+)
+def test_a_new_group_handles_what_comes_after_it_and_what_came_just_before(
+    store: AlertStore, redis_server: RedisServer, webhook: Webhook, lookback_s: float, earlier_handled: bool
 ):
     outbox, bus = Outbox(store), AlertBus(redis_server.url)
-    before = [make_alert(i=i) for i in range(3)]
-    for a in before:
+    earlier = [make_alert(i=i) for i in range(3)]
+    for a in earlier:
         outbox.emit(a)
     publish_all(store, outbox, bus)
-    consumer = claimer(store, redis_server.url, webhook)
+    consumer = claimer(store, redis_server.url, webhook, lookback_s=lookback_s)
     consumer.start()  # the group is registered: what comes from now on is its to handle
     try:
-        after = [make_alert(i=10 + i) for i in range(4)]
-        for a in after:
+        later = [make_alert(i=10 + i) for i in range(4)]
+        for a in later:
             outbox.emit(a)
         publish_all(store, outbox, bus)
-        assert wait_for(lambda: consumed(store) == {a.id for a in after}, 30)
-        # The older entries are read from the stream too, and only acknowledged.
-        assert wait_for(lambda: pending_entries(redis_server.url) == 0 and consumer.repeats >= 3, 10)
+        expected = {a.id for a in later + earlier * earlier_handled}
+        assert wait_for(lambda: consumed(store) == expected, 30)
+        # Every entry on the stream is read, the older ones only acknowledged.
+        assert wait_for(lambda: pending_entries(redis_server.url) == 0, 10)
     finally:
         consumer.stop()
         bus.close()
-    assert set(delivery_states(store)) == {a.id for a in after}
+    assert set(delivery_states(store)) == expected
 
 
 def test_published_alerts_that_redis_lost_come_from_the_database(
@@ -208,7 +215,7 @@ StreamConsumer(sys.argv[2], store, GROUP, notifier.claim, consumer="notify@test"
 
 
 def test_a_consumer_killed_before_its_ack_is_redelivered_and_claims_nothing_twice(
-    tmp_path: Path, store: AlertStore, redis_server: RedisServer, webhook: Webhook
+    tmp_path: Path, db_url: str, store: AlertStore, redis_server: RedisServer, webhook: Webhook
 ):
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_YAML + channel_yaml(webhook), encoding="utf-8")
@@ -219,7 +226,6 @@ def test_a_consumer_killed_before_its_ack_is_redelivered_and_claims_nothing_twic
         store.add(a)
         bus.publish(a)
     bus.close()
-    db_url = f"sqlite:///{tmp_path / 'bondwatch.db'}"
     proc = subprocess.run(
         [sys.executable, "-c", CRASHING_CONSUMER, db_url, redis_server.url, str(site_file), "8"],
         cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120,
@@ -262,7 +268,7 @@ def test_entries_left_by_a_vanished_consumer_are_taken_over(
 
 
 def test_bondwatch_notify_killed_in_the_middle_of_a_post_never_posts_it_again(
-    tmp_path: Path, store: AlertStore, redis_server: RedisServer, webhook: Webhook
+    tmp_path: Path, db_url: str, store: AlertStore, redis_server: RedisServer, webhook: Webhook
 ):
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_YAML + channel_yaml(webhook), encoding="utf-8")
@@ -274,7 +280,8 @@ def test_bondwatch_notify_killed_in_the_middle_of_a_post_never_posts_it_again(
         proc = subprocess.Popen(
             [sys.executable, "-m", "bondwatch.cli", "notify", "--site", str(site_file),
              "--data", str(tmp_path), "--redis", redis_server.url],
-            cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=stderr,
+            cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT), "DATABASE_URL": db_url},
+            stdout=subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
     try:
         assert proc.stdout is not None

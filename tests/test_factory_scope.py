@@ -337,6 +337,14 @@ def test_camera_list_holds_only_own_factory(client: TestClient, name: str):
     assert [c["id"] for c in client.get("/api/cameras").json()] == CAMERAS[name]
 
 
+@pytest.mark.parametrize("name", list(USERS))
+def test_overview_counts_only_own_factory(client: TestClient, stored: dict[str, Alert], name: str):
+    sign_in(client, name)
+    body = client.get("/api/overview?days=1").json()
+    assert [u["camera"] for u in body["uptime"]] == CAMERAS[name]
+    assert sum(body["days"][-1]["counts"].values()) == len(CAMERAS[name])
+
+
 @pytest.mark.parametrize(
     ("name", "camera", "status"),
     [

@@ -106,16 +106,29 @@ def test_acquire_is_exclusive_and_each_takeover_draws_a_newer_token(redis_server
     client = connect(redis_server.url, 1.0)
     a, b = Leases(client, "a", 5.0), Leases(client, "b", 5.0)
     first = a.acquire("cam1")
-    assert first is not None and first.token == 1
+    assert first is not None
     assert b.acquire("cam1") is None
     assert a.owners(["cam1", "cam2"]) == {"cam1": "a"}
     assert a.release(first)
     second = b.acquire("cam1")
-    assert second is not None and second.token == 2
+    assert second is not None and second.token > first.token
     assert not a.release(first), "a stale lease must not release its successor's"
     assert a.renew([first]) == []
-    assert [x.token for x in b.renew([second])] == [2]
+    assert [x.token for x in b.renew([second])] == [second.token]
     assert b.holds(second) and not a.holds(first)
+    assert client.get(lease_key("cam1")) == f"b|{second.token}"
+
+
+def test_tokens_keep_growing_after_redis_lost_its_data(redis_server):
+    """A Redis restarted empty must not hand out a token the stores already hold: they would
+    refuse every writer of that camera from then on."""
+    before = Leases(connect(redis_server.url, 1.0), "a", 5.0).acquire("cam1")
+    assert before is not None
+    redis_server.kill()
+    time.sleep(1.0)  # the floor counts seconds; no real Redis comes back empty faster
+    redis_server.start()
+    after = Leases(connect(redis_server.url, 1.0), "b", 5.0).acquire("cam1")
+    assert after is not None and after.token > before.token
 
 
 def test_registry_forgets_a_worker_whose_heartbeat_ran_out(redis_server):
@@ -140,7 +153,7 @@ def test_keeper_renews_past_the_lease_then_reports_loss_within_a_lease_when_redi
     keeper.start()
     try:
         time.sleep(lease_s * 2)  # two lease times: only renewals keep it
-        assert not lost and keeper.fence("cam1") == WriteToken("a", 1)
+        assert not lost and keeper.fence("cam1") == WriteToken("a", lease.token)
         assert redis_server.proc is not None
         redis_server.kill()
         killed = time.monotonic()
@@ -162,17 +175,17 @@ def test_keeper_reports_a_lease_taken_over_after_a_pause(redis_server):
     lease = a.acquire("cam1")
     assert lease is not None
     keeper.add(lease)
-    assert keeper.fence("cam1") == WriteToken("a", 1)
+    assert keeper.fence("cam1") == WriteToken("a", lease.token)
     b = Leases(client, "b", 5.0)
     taken = wait_for(lambda: b.acquire("cam1"), timeout_s=3.0)
-    assert taken is not None and taken.token == 2
+    assert taken is not None and taken.token > lease.token
     assert keeper.fence("cam1") is None
     keeper.start()
     try:
         assert wait_for(lambda: lost == ["cam1"], timeout_s=2.0)
     finally:
         keeper.stop()
-    assert client.get(lease_key("cam1")) == "b|2"
+    assert client.get(lease_key("cam1")) == f"b|{taken.token}"
 
 
 class StaleFence:
@@ -223,7 +236,7 @@ def test_recording_refuses_a_writer_whose_lease_is_gone_or_whose_token_is_older(
     assert paused_a.add_segment(*_segment(tmp_path, paused_a, "cam1", 104.0)) is None
     paused_a.note_outage("cam1", "a wakes up")
     assert paused_a.gaps("cam1") == []
-    assert store_b.writers("cam1") == [("cam1", 1, "a", 1), ("cam1", 2, "b", 2)]
+    assert store_b.writers("cam1") == [("cam1", 1, "a", lease_a.token), ("cam1", 2, "b", lease_b.token)]
     assert [s.seq for s in store_b.segments("cam1")] == [1, 2]
     assert store_b.verify("cam1") == []
 
@@ -264,7 +277,7 @@ def test_alerts_refused_for_a_lost_camera_and_for_an_older_token(redis_server, t
     assert [r.alert_id for r in Outbox(store).pending()] == [first.id, by_b.id]
     with store.transaction() as s:
         rows = {(r.alert_id, r.owner, r.token) for r in s.query(AlertWriterRow)}
-    assert rows == {(first.id, "a", 1), (by_b.id, "b", 2)}
+    assert rows == {(first.id, "a", lease_a.token), (by_b.id, "b", lease_b.token)}
 
 
 def test_keeper_handles_leases_added_and_removed_from_other_threads(redis_server):

@@ -148,8 +148,9 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    s = AlertStore(f"sqlite:///{tmp_path / 'bondwatch.db'}")
+def store(db_url: str) -> Iterator[AlertStore]:
+    """On SQLite, then on PostgreSQL."""
+    s = AlertStore(db_url)
     yield s
     s.close()
 
@@ -204,7 +205,7 @@ def test_site_alert_types_match_the_alert_stage():
         ("  channels: [{id: a, url: 'json://x', rules: [intrusion]}]", "rules"),
         ("  channels: [{id: a, url: 'json://x', language: fr}]", "language"),
         ("  channels: [{id: a, url: 'json://x', secret: y}]", "secret"),
-        ("  channels: [{id: a, url: 'json://x'}, {id: a, url: 'json://y'}]", "duplicate id 'a'"),
+        ("  channels: [{id: a, url: 'json://x'}, {id: a, url: 'json://y'}]", "duplicate channel id(s) a"),
         ("  rate_limit: {max_per_minute: 0}", "max_per_minute"),
         ("  digest_after: 0", "digest_after"),
     ],
@@ -218,7 +219,9 @@ def test_notification_settings_are_strict(notifications: str, error: str):
 def test_notification_defaults():
     site = make_site("  channels: [{id: desk, url: 'json://127.0.0.1/x'}]")
     (channel,) = site.notifications.channels
-    assert (channel.rules, channel.language) == ("all", "zh-CN")
+    assert (channel.rules, channel.language) == (["all"], "zh-CN")
+    site = make_site("  channels: [{id: desk, url: 'json://127.0.0.1/x', rules: all}]")
+    assert site.notifications.channels[0].rules == ["all"]
     assert parse_site(SITE_YAML.removesuffix("notifications:\n")).notifications.channels == []
 
 
@@ -256,6 +259,7 @@ def test_url_secrets_come_from_the_environment(
 def test_each_alert_goes_to_the_channels_its_rule_routes_it_to(
     tmp_path: Path, store: AlertStore, webhook: Webhook, mailbox: Mailbox
 ):
+    # One e-mail only: Apprise pauses 5.5 s between two messages to most services.
     site = make_site(f"""
   snapshot_wait_s: 0
   dashboard_url: https://bondwatch.example.com/
@@ -263,8 +267,12 @@ def test_each_alert_goes_to_the_channels_its_rule_routes_it_to(
     - id: entries
       url: '{webhook.url("entries")}'
       rules: [unauthorized_entry]
+    - id: everything
+      url: '{webhook.url("all")}'
+      language: en
     - id: office
       url: '{mailbox.url()}'
+      rules: [unscanned_departure, camera_tamper]
       language: en
 """)
     notifier = Notifier(site, store.engine, tmp_path / "evidence", clock=Clock())
@@ -274,11 +282,15 @@ def test_each_alert_goes_to_the_channels_its_rule_routes_it_to(
         make_alert("camera_offline", 2, explanation="camera pets is offline: no frames"),
     )
     raise_alerts(store, notifier, [entry, departure, offline])
-    assert notifier.send_due() == 4
+    assert notifier.send_due() == 5
 
-    assert webhook.alert_ids() == [entry.id]
-    (post,) = webhook.posts
-    assert post["path"] == "/entries"
+    assert states(store, [entry, departure, offline]) == {
+        entry.id: {"entries": "sent", "everything": "sent"},
+        departure.id: {"everything": "sent", "office": "sent"},
+        offline.id: {"everything": "sent"},
+    }
+    by_path = {path: [p for p in webhook.posts if p["path"] == path] for path in ("/entries", "/all")}
+    (post,) = by_path["/entries"]
     assert post["title"] == "[BondWatch] 未授权进入 · 维修车间东 / 保税区"
     assert post["message"].splitlines() == [
         "类型: 未授权进入 (unauthorized_entry)",
@@ -289,21 +301,30 @@ def test_each_alert_goes_to_the_channels_its_rule_routes_it_to(
         f"告警编号: {entry.id}",
         f"查看: https://bondwatch.example.com/?alert={entry.id}",
     ]
-
-    subjects = sorted(_subject(m) for m in mailbox.messages)
-    assert subjects == [
-        "[BondWatch] Camera offline · 维修车间东",
+    assert [p["title"] for p in by_path["/all"]] == [
         "[BondWatch] Unauthorized entry · 维修车间东 / 保税区",
         "[BondWatch] Unscanned departure · 维修车间东 / s01",
+        "[BondWatch] Camera offline · 维修车间东",
     ]
-    departure_mail = next(m for m in mailbox.messages if departure.id in _text(m))
-    assert "Station: s01" in _text(departure_mail)
-    assert "Time: 2026-05-29 04:26:41 CST" in _text(departure_mail)
-    assert states(store, [entry, departure, offline]) == {
-        entry.id: {"entries": "sent", "office": "sent"},
-        departure.id: {"office": "sent"},
-        offline.id: {"office": "sent"},
-    }
+    assert by_path["/all"][2]["message"].splitlines()[:4] == [
+        "Type: Camera offline (camera_offline)",
+        "Camera: 维修车间东 (pets)",
+        "Time: 2026-05-29 04:26:42 CST",
+        "Explanation: camera pets is offline: no frames",
+    ]
+
+    (mail,) = mailbox.messages
+    assert _subject(mail) == "[BondWatch] Unscanned departure · 维修车间东 / s01"
+    assert mail["To"] == "officer@example.com"
+    assert _text(mail).splitlines() == [
+        "Type: Unscanned departure (unscanned_departure)",
+        "Camera: 维修车间东 (pets)",
+        "Zone: s01 (s01)",
+        "Station: s01",
+        "Time: 2026-05-29 04:26:41 CST",
+        f"Alert id: {departure.id}",
+        f"Open: https://bondwatch.example.com/?alert={departure.id}",
+    ]
     assert notifier.send_due() == 0  # nothing is sent twice
 
 
@@ -386,6 +407,26 @@ def test_a_burst_beyond_the_rate_limit_goes_out_as_a_digest(
         assert all(a.id in digest["message"] for a in members)
     by_state = states(store, alerts[:14])
     assert [by_state[a.id]["desk"] for a in alerts[:14]] == ["sent"] * 2 + ["digested"] * 10 + ["sent"] * 2
+
+
+def test_the_rate_limit_holds_across_a_restart(store: AlertStore, webhook: Webhook, tmp_path: Path):
+    site = make_site(f"""
+  snapshot_wait_s: 0
+  rate_limit: {{max_per_minute: 2}}
+  channels: [{{id: desk, url: '{webhook.url()}'}}]
+""")
+    clock = Clock()
+    notifier = Notifier(site, store.engine, tmp_path / "evidence", clock=clock)
+    for i in range(2):
+        raise_alerts(store, notifier, [make_alert(i=i)])
+        assert notifier.send_due() == 1
+        clock.now += 5.0
+    restarted = Notifier(site, store.engine, tmp_path / "evidence", clock=clock)
+    raise_alerts(store, restarted, [late := make_alert(i=2)])
+    assert restarted.send_due() == 0  # this minute's two messages went out before the restart
+    clock.now += 50.0  # a minute after the first message
+    assert restarted.send_due() == 1
+    assert webhook.alert_ids()[-1] == late.id
 
 
 def test_a_receiver_that_was_down_gets_the_alert_on_a_later_attempt(store: AlertStore, tmp_path: Path):

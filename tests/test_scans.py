@@ -79,7 +79,7 @@ def site() -> Site:
 def accounts(tmp_path_factory: pytest.TempPathFactory) -> Accounts:
     accounts = Accounts(f"sqlite:///{tmp_path_factory.mktemp('accounts') / 'accounts.db'}")
     for role, password in PASSWORDS.items():
-        accounts.add(role, role, password)
+        accounts.add(role, role, password, "a" if role == "operator" else None)
     return accounts
 
 

@@ -51,6 +51,10 @@ zones:
     kind: station
     station: s02
     polygon: [[100, 100], [300, 100], [300, 250], [100, 250]]
+stations:
+  - id: s09
+    name: 发货台
+    step: out
 """
 T0 = 1_780_000_000.0  # the scans' wall clock, fixed so windows are exact
 
@@ -135,6 +139,17 @@ def test_the_senders_step_wins_over_the_order(stack, extra, step):
     log.record([ScanEvent.model_validate({"ts": iso(T0), "station": "s01", "serial": "SNX", **extra})])
     scan = client.get("/api/trace/SNX").json()["scans"][0]
     assert (scan["step"], scan["step_from"]) == (step, "sender")
+
+
+def test_a_station_configured_as_a_step_says_which_step_its_scans_are(stack):
+    client, store, _listener = stack
+    ScanLog(store.engine).record([
+        ScanEvent.model_validate({"ts": iso(T0), "station": "s09", "serial": "SNY"}),
+        ScanEvent.model_validate({"ts": iso(T0 + 5), "station": "s01", "serial": "SNY", "step": "修"}),
+    ])  # fmt: skip
+    scans = client.get("/api/trace/SNY").json()["scans"]
+    got = [(s["station_name"], s["step"], s["step_from"]) for s in scans]
+    assert got == [("发货台", "out", "station"), ("s01", "repair", "sender")]
 
 
 def test_scan_log_is_idempotent_without_an_id(tmp_path: Path):

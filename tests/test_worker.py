@@ -16,6 +16,7 @@ import redis
 from conftest import MODEL, wait_for
 
 from bondwatch.leases import lease_key
+from bondwatch.worker import PUBLISHER
 from streams.recordings import RecordingStore
 
 LEASE_S = 3.0
@@ -70,6 +71,11 @@ class Workers:
         split = {c: v.split("|") for c, v in zip(CAMERAS, values, strict=True) if v}
         return {c: (owner, int(token)) for c, (owner, token) in split.items()}
 
+    def publisher(self) -> str | None:
+        """The worker that publishes the alert outbox now."""
+        value = self.client.get(lease_key(PUBLISHER))
+        return value.split("|")[0] if value else None
+
     def owners(self) -> dict[str, str]:
         return {c: owner for c, (owner, _) in self.leases().items()}
 
@@ -98,6 +104,7 @@ def test_workers_fail_over_rebalance_and_fence_a_paused_worker(tmp_path, clip, r
     site = write_site(tmp_path / "site.yaml", clip)
     data = tmp_path / "data"
     workers = Workers(site, data, redis_server.url, tmp_path)
+    victim = None
     try:
         for w in ("w1", "w2", "w3"):
             workers.start(w)
@@ -112,53 +119,60 @@ def test_workers_fail_over_rebalance_and_fence_a_paused_worker(tmp_path, clip, r
 
         assert wait_for(recorded_by_owners, timeout_s=30)
 
-        # SIGKILL: the dead worker's cameras are taken by the others within about a lease time.
-        w1_tokens = {c: token for c, (owner, token) in workers.leases().items() if owner == "w1"}
-        workers.procs["w1"].kill()
+        # SIGKILL the worker that publishes the alerts: its cameras and the publishing are taken
+        # over by the others within about a lease time.
+        victim = workers.publisher()
+        assert victim in ("w1", "w2", "w3")
+        rest = sorted({"w1", "w2", "w3"} - {victim})
+        victim_tokens = {c: token for c, (owner, token) in workers.leases().items() if owner == victim}
+        workers.procs[victim].kill()
         killed = time.monotonic()
-        assert wait_for(lambda: set(workers.loads()) == {"w2", "w3"} and len(workers.owners()) == 12,
+        assert wait_for(lambda: set(workers.loads()) == set(rest) and len(workers.owners()) == 12,
                         timeout_s=LEASE_S * 4)  # fmt: skip
         takeover_s = time.monotonic() - killed
         assert takeover_s <= LEASE_S * 1.25 + 1.0, f"takeover took {takeover_s:.1f} s"
-        assert workers.loads() == {"w2": 6, "w3": 6}
+        assert workers.loads() == {rest[0]: 6, rest[1]: 6}
+        assert wait_for(lambda: workers.publisher() in rest, timeout_s=LEASE_S * 2)
 
         # A fourth worker joins: the others hand it their surplus, two each.
         before = workers.owners()
         workers.start("w4")
-        assert wait_for(lambda: workers.loads() == {"w2": 4, "w3": 4, "w4": 4}, timeout_s=60), workers.loads()
+        balanced = {rest[0]: 4, rest[1]: 4, "w4": 4}
+        assert wait_for(lambda: workers.loads() == balanced, timeout_s=60), workers.loads()
         after = workers.owners()
         assert sum(before[c] != after[c] for c in CAMERAS) == 4, "only the four for w4 move"
 
-        # The cameras of w1 are recorded again, the hole no longer than a lease plus the segment
-        # that died with it (its part file was never indexed).
+        # The victim's cameras are recorded again, the hole no longer than a lease plus the
+        # segment that died with it (its part file was never indexed).
         def resumed() -> dict[str, float]:
             holes = {}
-            for cam, token in w1_tokens.items():
+            for cam, token in victim_tokens.items():
                 rows = store.writers(cam)
                 segs = {s.seq: s for s in store.segments(cam)}
                 before = [segs[seq] for _, seq, _, t in rows if t <= token]
                 after = [segs[seq] for _, seq, _, t in rows if t > token]
                 if before and after:
                     holes[cam] = after[0].start_ts - before[-1].end_ts
-            return holes if set(holes) == set(w1_tokens) else {}
+            return holes if set(holes) == set(victim_tokens) else {}
 
         holes = wait_for(resumed, timeout_s=30)
         print(f"takeover after SIGKILL {takeover_s:.1f} s; recording holes {sorted(holes.values())}")
         assert holes and max(holes.values()) <= LEASE_S * 1.25 + SEGMENT_S * 2 + 2.0, holes
 
-        # SIGSTOP w2 past its lease: the others take its cameras; once resumed it writes nothing
-        # for them (its recorder tries, the fence refuses), and later takes cameras back anew.
-        w2_tokens = {c: token for c, (owner, token) in workers.leases().items() if owner == "w2"}
-        workers.procs["w2"].send_signal(signal.SIGSTOP)
-        assert wait_for(lambda: "w2" not in workers.loads() and len(workers.owners()) == 12,
+        # SIGSTOP a worker past its lease: the others take its cameras; once resumed it writes
+        # nothing for them (its recorders try, the fence refuses), and later takes cameras anew.
+        paused = rest[0]
+        paused_tokens = {c: token for c, (owner, token) in workers.leases().items() if owner == paused}
+        workers.procs[paused].send_signal(signal.SIGSTOP)
+        assert wait_for(lambda: paused not in workers.loads() and len(workers.owners()) == 12,
                         timeout_s=LEASE_S * 4), workers.loads()  # fmt: skip
-        time.sleep(SEGMENT_S)  # the new owners record on; w2's open segments outlast its lease
-        workers.procs["w2"].send_signal(signal.SIGCONT)
-        assert wait_for(lambda: "not written" in workers.log("w2"), timeout_s=LEASE_S * 3), (
-            workers.log("w2")[-3000:]
+        time.sleep(SEGMENT_S)  # the new owners record on; the paused worker's segments outlast its lease
+        workers.procs[paused].send_signal(signal.SIGCONT)
+        assert wait_for(lambda: "not written" in workers.log(paused), timeout_s=LEASE_S * 3), (
+            workers.log(paused)[-3000:]
         )
-        assert wait_for(lambda: workers.loads() == {"w2": 4, "w3": 4, "w4": 4}, timeout_s=60), workers.loads()
-        for cam, old in w2_tokens.items():
+        assert wait_for(lambda: workers.loads() == balanced, timeout_s=60), workers.loads()
+        for cam, old in paused_tokens.items():
             rows = store.writers(cam)
             tokens = [token for _, _, _, token in rows]
             assert tokens == sorted(tokens), f"{cam}: a stale token wrote after a newer one: {rows}"
@@ -166,8 +180,8 @@ def test_workers_fail_over_rebalance_and_fence_a_paused_worker(tmp_path, clip, r
         assert store.verify() == []
     finally:
         codes = workers.stop_all()
-    assert codes == {"w1": -signal.SIGKILL, "w2": 0, "w3": 0, "w4": 0}, codes
-    assert workers.owners() == {}, "a clean stop releases every lease"
+    assert codes == {w: -signal.SIGKILL if w == victim else 0 for w in ("w1", "w2", "w3", "w4")}, codes
+    assert workers.owners() == {} and workers.publisher() is None, "a clean stop releases every lease"
 
 
 def test_detection_starts_over_on_a_camera_taken_back(tmp_path, pets_video):

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.store import AlertRow
-from dashboard.auth import Permission, Principal
-from dashboard.deps import DashboardDep, require
+from dashboard.auth import Permission
+from dashboard.deps import DashboardDep, UserScope, require
 
 router = APIRouter(prefix="/api", tags=["overview"])
 
@@ -66,10 +66,10 @@ TYPE_ORDER = [
 ]  # fmt: skip
 
 
-@router.get("/overview")
+@router.get("/overview", dependencies=[require(Permission.ALERTS)])
 def overview(
     dash: DashboardDep,
-    user: Annotated[Principal, require(Permission.ALERTS)],
+    scope: UserScope,
     days: Annotated[int, Query(ge=1, le=90)] = 7,
     tz: Annotated[str | None, Query(description="IANA time zone for the days; default the site's")] = None,
 ) -> OverviewOut:
@@ -94,9 +94,7 @@ def overview(
     per_day: dict[str, dict[str, int]] = {
         (first_day + timedelta(days=i)).isoformat(): {} for i in range(days)
     }
-    names = {
-        c.id: c.name or c.id for c in site.cameras if user.factory is None or c.factory == user.factory
-    }
+    names = {c.id: c.name or c.id for c in site.cameras if scope.allows(c.id)}
     for kind, at, camera in rows:
         if camera not in names:
             continue  # a factory operator sees only its own factory's cameras

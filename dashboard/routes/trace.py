@@ -25,12 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from alerts.store import AlertRow
+from alerts.store import AlertRow, AlertStore
 from alerts.types import Alert
 from bondwatch.scanlog import ScanLog, ScanRecord
 from bondwatch.site import Site
 from dashboard.auth import Permission, Principal
-from dashboard.deps import LiveDep, StoreDep, require
+from dashboard.deps import LiveDep, StoreDep, UserScope, require
 from dashboard.schemas import AlertOut
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,11 @@ class TraceScan(BaseModel):
     id: str
     ts: str = Field(description="ISO 8601, as the scanner sent it")
     station: str | None
+    station_name: str = Field(description="the station's name in the site file, else its id")
     step: Step = Field(description="进 in, 修 repair or 出 out")
-    step_from: Literal["sender", "order"] = Field(
-        description="sender: the scan's own `step`/`direction`; order: first in, last out"
+    step_from: Literal["sender", "station", "order"] = Field(
+        description="sender: the scan's own `step`/`direction`; station: the station's `step` in"
+        " the site file; order: inferred, the first scan in, the last out, those between repair"
     )
     operator: str | None = None
     extra: dict[str, object]
@@ -102,10 +104,11 @@ def trace(
     store: StoreDep,
     serial: Annotated[str, Path(min_length=1, max_length=200)],
     user: Annotated[Principal, require(Permission.ALERTS)],
+    scope: UserScope,
 ) -> TraceOut:
     serial = serial.strip()
     site = live.site
-    visible = _visible_cameras(site, user)
+    visible = {c.id for c in site.cameras if scope.allows(c.id)}
     records = [
         r
         for r in _scanlog(request).of_serial(serial)
@@ -130,11 +133,6 @@ def trace(
     return TraceOut(serial=serial, scans=scans, alerts=alerts)
 
 
-def _visible_cameras(site: Site, user: Principal) -> set[str]:
-    """A factory operator sees its own factory's cameras; customs staff see all."""
-    return {c.id for c in site.cameras if user.factory is None or c.factory == user.factory}
-
-
 def _may_see(site: Site, station: str | None, visible: set[str], user: Principal) -> bool:
     """A scan at a station of a visible camera; customs staff also see scans at stations no
     camera watches (a scanner the site file does not know yet)."""
@@ -142,18 +140,24 @@ def _may_see(site: Site, station: str | None, visible: set[str], user: Principal
     return bool(cameras & visible) if cameras else user.factory is None
 
 
-def _step(record: ScanRecord, index: int, count: int) -> tuple[Step, Literal["sender", "order"]]:
+def _step(
+    site: Site, record: ScanRecord, index: int, count: int
+) -> tuple[Step, Literal["sender", "station", "order"]]:
     for key in ("step", "direction"):
         word = str(record.extra.get(key, "")).strip().lower()
         if word in STEP_WORDS:
             return STEP_WORDS[word], "sender"
+    station = next((s for s in site.stations if s.id == record.station), None)
+    if station is not None and station.step is not None:
+        return station.step, "station"
     if index == 0:
         return "in", "order"
     return ("out" if index == count - 1 else "repair"), "order"
 
 
 def _scan_out(site: Site, r: ScanRecord, index: int, count: int, visible: set[str]) -> TraceScan:
-    step, source = _step(r, index, count)
+    step, source = _step(site, r, index, count)
+    station = next((s for s in site.stations if s.id == r.station), None)
     video = []
     for z in site.zones:
         if z.kind == "station" and z.station == r.station and z.camera in visible:
@@ -166,6 +170,7 @@ def _scan_out(site: Site, r: ScanRecord, index: int, count: int, visible: set[st
         id=r.id,
         ts=datetime.fromtimestamp(r.ts, UTC).isoformat(timespec="milliseconds"),
         station=r.station,
+        station_name=(station.name if station is not None else "") or r.station or "",
         step=step,
         step_from=source,
         operator=str(operator) if operator is not None else None,
@@ -188,7 +193,7 @@ def _mentioning(engine: Engine, serial: str) -> list[Alert]:
         return [r.to_alert() for r in s.scalars(q) if word.search(r.explanation or "")]
 
 
-def _near(store: StoreDep, site: Site, r: ScanRecord) -> list[tuple[Alert, float]]:
+def _near(store: AlertStore, site: Site, r: ScanRecord) -> list[tuple[Alert, float]]:
     """Unscanned departures at the scan's station that this scan could have covered."""
     out = []
     for z in site.zones:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bondwatch.site import Site, SiteError, Zone, save_zones
 from dashboard.auth import Permission, Principal
-from dashboard.deps import AuditDep, CameraId, LiveDep, require
+from dashboard.deps import AuditDep, CameraId, LiveDep, Scope, UserScope, require
 from dashboard.live import LiveView
 from dashboard.overlay import snapshot_jpeg
 
@@ -61,18 +61,19 @@ def _editor(request: Request) -> ZoneEditor:
     return request.app.state.zone_editor
 
 
-def _zones_out(site: Site, editor: ZoneEditor) -> ZonesOut:
+def _zones_out(site: Site, editor: ZoneEditor, scope: Scope) -> ZonesOut:
+    """The zones of the cameras the user may see (a factory operator: its own factory's)."""
     return ZonesOut(
         editable=editor.path is not None,
         file=editor.path.name if editor.path is not None else None,
-        cameras=[ZoneCameraOut(id=c.id, name=c.name or c.id) for c in site.cameras],
-        zones=[z.model_dump(mode="json") for z in site.zones],
+        cameras=[ZoneCameraOut(id=c.id, name=c.name or c.id) for c in site.cameras if scope.allows(c.id)],
+        zones=[z.model_dump(mode="json") for z in site.zones if scope.allows(z.camera)],
     )
 
 
 @router.get("", dependencies=[require(Permission.CAMERAS)])
-def list_zones(request: Request, live: LiveDep) -> ZonesOut:
-    return _zones_out(live.site, _editor(request))
+def list_zones(request: Request, live: LiveDep, scope: UserScope) -> ZonesOut:
+    return _zones_out(live.site, _editor(request), scope)
 
 
 @router.get(
@@ -97,6 +98,7 @@ async def save_camera_zones(
     request: Request,
     live: LiveDep,
     audit: AuditDep,
+    scope: UserScope,
     user: Annotated[Principal, require(Permission.ZONES_EDIT)],
 ) -> ZonesOut:
     """Replace all zones of one camera, save the site file and apply the zones at once."""
@@ -123,7 +125,7 @@ async def save_camera_zones(
         "%s saved %d zones of camera %s to %s (backup %s)",
         user.name, len(edited), camera_id, editor.path, backup.name,
     )  # fmt: skip
-    return _zones_out(new_site, editor)
+    return _zones_out(new_site, editor, scope)
 
 
 def _validate(camera: str, raw: list[dict[str, Any]], live: LiveView) -> list[Zone]:

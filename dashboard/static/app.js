@@ -578,7 +578,7 @@ function renderAlerts() {
     return li;
   });
   list.replaceChildren(...nodes);
-  // The badge counts cases nobody has acknowledged yet, whatever the filters show.
+  // The badge counts the desk's cases that nobody has acknowledged yet.
   const fresh = heads.filter((a) => a.state === "new").length;
   const count = document.getElementById("alert-count");
   count.textContent = String(fresh);
@@ -834,8 +834,10 @@ async function detailOf(res) {
   return body && typeof body.detail === "string" ? body.detail : "";
 }
 
+// The server's refusal as a sentence: capitalised, with the full stop of its language.
 function sentence(text) {
-  return text ? text.charAt(0).toUpperCase() + text.slice(1) + (/[.。!?]$/.test(text) ? "" : ".") : "";
+  if (!text || /[.。!?！？]$/.test(text)) return text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[\u4e00-\u9fff]/.test(text) ? "。" : ".");
 }
 
 function filenameOf(res) {
@@ -945,7 +947,7 @@ function toggleSound() {
 // ---------- views: the live wall and the evidence search, chosen by the URL's hash ----------
 
 function currentView() {
-  return location.hash === "#recordings" ? "recordings" : "live";
+  return location.hash.split("?")[0] === "#recordings" ? "recordings" : "live";
 }
 
 function renderView() {
@@ -1156,6 +1158,22 @@ function enterRecordings() {
     setRange(new Date(now.getTime() - 3600_000), now);
   }
   if (!rec.data && !rec.error && !rec.searching && $("rec-camera").value) searchTimeline();
+}
+
+// Links from elsewhere: `/?alert=ID` (notifications) opens that case, `#recordings?camera=&t=`
+// (the serial trace) opens that camera's recording at that moment (Unix seconds).
+function openLinked() {
+  const alertId = new URLSearchParams(location.search).get("alert");
+  if (alertId) openCase(alertId);
+  openLinkedRecording();
+}
+
+function openLinkedRecording() {
+  const [view, query] = location.hash.split("?");
+  const params = new URLSearchParams(query || "");
+  if (view === "#recordings" && params.get("camera") && params.get("t")) {
+    openRecordingsAt(params.get("camera"), new Date(Number(params.get("t")) * 1000));
+  }
 }
 
 async function openRecordingsAt(camera, when) {
@@ -1466,7 +1484,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   document.getElementById("filter-reset").addEventListener("click", resetFilters);
   document.getElementById("sound-toggle").addEventListener("click", toggleSound);
-  window.addEventListener("hashchange", renderView);
+  window.addEventListener("hashchange", () => { renderView(); openLinkedRecording(); });
   bindCaseMedia();
   bindRecordings();
   document.getElementById("case-close").addEventListener("click", closeCase);
@@ -1481,7 +1499,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("act-export").addEventListener("click", exportEvidence);
   setLang(lang);
   setInterval(tickClock, 1000);
-  loadMe().then(() => { renderCase(); renderRecordings(); }).catch((err) => console.warn(err));
+  loadMe().then(() => { renderCase(); renderRecordings(); openLinked(); }).catch((err) => console.warn(err));
   connectAlerts();
   await refreshHealth();
   setInterval(refreshHealth, HEALTH_REFRESH_MS);

@@ -88,13 +88,15 @@ function renderOverview() {
   document.getElementById("overview-range").textContent = t("ov_range", day(d.from_ts), day(d.to_ts), d.timezone);
   renderKpis(d);
   renderLegend(d.types);
-  charts[0].replaceChildren(alertsChart(d));
+  // Drawn at the size they are shown, so text stays at its CSS size whatever the window.
+  const width = (el) => Math.max(320, Math.floor(el.clientWidth || 760));
+  charts[0].replaceChildren(alertsChart(d, width(charts[0])));
   charts[1].replaceChildren(barList(d.uptime.map((u) => ({
     id: u.camera, name: u.name, value: u.uptime, note: t("ov_outages", u.outages),
-  }))));
+  })), width(charts[1])));
   charts[2].replaceChildren(barList(d.coverage.map((c) => ({
     id: c.camera, name: c.name, value: c.coverage, note: c.coverage === null ? t("ov_no_recording") : t("ov_gaps", c.gaps),
-  }))));
+  })), width(charts[2])));
 }
 
 function renderKpis(d) {
@@ -129,8 +131,8 @@ function renderLegend(types) {
 }
 
 // Stacked bars, one per day, with a value axis of round steps and a label on each day.
-function alertsChart(d) {
-  const W = 760, H = 260, left = 36, right = 8, top = 12, bottom = 30;
+function alertsChart(d, W) {
+  const H = 280, left = 36, right = 8, top = 18, bottom = 30;
   const totals = d.days.map((day) => Object.values(day.counts).reduce((a, b) => a + b, 0));
   const max = Math.max(...totals, 0);
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "bar-chart", role: "img", "aria-label": t("ov_alerts_per_day") });
@@ -182,27 +184,27 @@ function niceStep(max) {
 }
 
 // One horizontal bar per camera: value 0-1 (null: not applicable), coloured by how good it is.
-function barList(rows) {
-  const W = 420, rowH = 34, labelW = 120, valueW = 52;
+function barList(rows, W) {
+  const rowH = 40, labelW = 140, valueW = 56;
   const H = Math.max(rowH * rows.length, rowH);
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "hbar-chart", role: "img" });
   const width = W - labelW - valueW - 8;
   rows.forEach((r, i) => {
     const y = i * rowH;
     const g = svgEl("g", { class: "hbar", "data-camera": r.id });
-    g.append(svgEl("text", { x: 0, y: y + 15, class: "hbar-label" }, r.name));
-    g.append(svgEl("text", { x: 0, y: y + 28, class: "hbar-note" }, r.note));
-    g.append(svgEl("rect", { x: labelW, y: y + 8, width, height: 12, rx: 6, class: "hbar-track" }));
+    g.append(svgEl("text", { x: 0, y: y + 16, class: "hbar-label" }, r.name));
+    g.append(svgEl("text", { x: 0, y: y + 31, class: "hbar-note" }, r.note));
+    g.append(svgEl("rect", { x: labelW, y: y + 10, width, height: 12, rx: 6, class: "hbar-track" }));
     if (r.value !== null) {
       const level = r.value >= 0.99 ? "good" : r.value >= 0.9 ? "fair" : "poor";
       const fill = svgEl("rect", {
-        x: labelW, y: y + 8, width: Math.max(r.value * width, r.value > 0 ? 3 : 0), height: 12, rx: 6,
+        x: labelW, y: y + 10, width: Math.max(r.value * width, r.value > 0 ? 3 : 0), height: 12, rx: 6,
         class: `hbar-fill ${level}`, "data-value": String(r.value),
       });
       fill.append(svgEl("title", {}, `${r.name}: ${percent(r.value)}`));
       g.append(fill);
     }
-    g.append(svgEl("text", { x: W, y: y + 19, class: "hbar-value", "text-anchor": "end" }, r.value === null ? "—" : percent(r.value)));
+    g.append(svgEl("text", { x: W, y: y + 21, class: "hbar-value", "text-anchor": "end" }, r.value === null ? "—" : percent(r.value)));
     svg.append(g);
   });
   return svg;
@@ -218,6 +220,11 @@ registerPage("overview", {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => { if (pageRoute().name === "overview") renderOverview(); }, 150);
+  });
   for (const b of document.querySelectorAll("#overview-days button")) {
     b.addEventListener("click", () => goPage("overview", { days: b.dataset.days }));
   }

@@ -150,7 +150,8 @@ function traceStep(scan, near) {
   const body = htmlEl("div", "step-body");
   const head = htmlEl("div", "step-head");
   head.append(htmlEl("span", "step-name", t(`step_${scan.step}_long`)));
-  const station = htmlEl("span", "step-station", `${t("station")} ${scan.station}`);
+  const named = scan.station_name && scan.station_name !== scan.station ? ` · ${scan.station_name}` : "";
+  const station = htmlEl("span", "step-station", `${t("station")} ${scan.station}${named}`);
   head.append(station);
   const time = htmlEl("time", "step-time", longTime(scan.ts));
   time.dateTime = scan.ts;
