@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("--model", help=MODEL_HELP + "; `none`: ingest and record only, no detection")
     wk.set_defaults(func=cmd_worker)
 
+    web = sub.add_parser("web", help="dashboard and API over the shared database and Redis, no cameras")
+    web.add_argument("--site", required=True, help="site file, the same as the workers'")
+    web.add_argument("--data", default="data", help="data directory (shared recordings, SQLite)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--redis", help="the workers' Redis (default: $REDIS_URL)")
+    web.set_defaults(func=cmd_web)
+
     check = sub.add_parser("check-site", help="validate a site file")
     check.add_argument("site")
     check.set_defaults(func=cmd_check_site)
@@ -212,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--imgsz", type=int, default=640)
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--close-mosaic", type=int, default=5, help="last epochs without mosaic")
+    tr.add_argument("--scale", type=float, default=0.5, help="random zoom range (augmentation)")
     tr.add_argument("--name", default="bondwatch-n", help="model name: OUT/NAME.{pt,onnx,md}")
     tr.add_argument("--from", dest="base", help="checkpoint (.pt) to fine-tune from")
     tr.add_argument("--out", default="models")
@@ -328,6 +337,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     return worker.run()
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from bondwatch.web import WebError, serve_web
+
+    redis_url = args.redis or os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise UserError("bondwatch web reads the workers' live view and alerts: give --redis or REDIS_URL")
+    site = load_site(args.site)
+    try:
+        return serve_web(site, Path(args.data), host=args.host, port=args.port, redis_url=redis_url)
+    except WebError as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
@@ -686,7 +708,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.name, run / "sim-train" / "data.yaml", run / "sim-heldout" / "data.yaml",
             mot, val_mot, run, Path(args.out), base=Path(args.base) if args.base else None,
             epochs=args.epochs, hours=args.hours, imgsz=args.imgsz, batch=args.batch,
-            close_mosaic=args.close_mosaic, about=about,
+            close_mosaic=args.close_mosaic, scale=args.scale, about=about,
         )  # fmt: skip
     except (TrainingError, ScenarioError) as e:
         raise UserError(str(e)) from None

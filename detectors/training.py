@@ -727,13 +727,15 @@ def train_bundled(
     batch: int = 16,
     close_mosaic: int = 5,
     hours: float | None = None,
+    scale: float = 0.5,
     about: dict[str, str] | None = None,
 ) -> BundledResult:
     """Train (or resume) the person+unit model, score it on held-out data, ship it to ``out``.
 
     ``base`` is a trained checkpoint to fine-tune from (matching layers are transferred,
     the head is rebuilt for two classes); without it the model starts from its YAML.
-    ``hours`` fits the epoch count to a time budget, as in ``train``.  ``about`` holds
+    ``hours`` fits the epoch count to a time budget, as in ``train``; ``scale`` is the
+    random zoom range (ultralytics' default 0.5 shrinks a small unit to half).  ``about`` holds
     lines for the card that only the caller knows (sources, the command).
     """
     from ultralytics import YOLO
@@ -762,6 +764,7 @@ def train_bundled(
             pretrained=bool(base),
             close_mosaic=close_mosaic,
             time=hours,
+            scale=scale,
             # One optimizer step per batch (ultralytics' nominal 64 takes one per 4 batches of
             # 16) and a one-epoch warmup: a CPU budget of ~10 epochs is only ~270 batches, and
             # with a quarter of them as steps a new class never left its prior (measured).
@@ -846,7 +849,7 @@ frames of PETS 2009 S2.L1.
 | images | {", ".join(f"{k}: {v}" for k, v in counts.items())} |
 | start | `{train_args.get("model")}` (matching layers transferred, head rebuilt for 2 classes) |
 | epochs | {len(epochs)} of {train_args.get("epochs")}, close_mosaic {train_args.get("close_mosaic")} |
-| augmentation | ultralytics defaults |
+| augmentation | ultralytics defaults, zoom (scale) ±{train_args.get("scale")} |
 | optimizer | ultralytics auto; one step per batch (nbs = batch), 1 warmup epoch |
 | imgsz | {size}; the ONNX takes 1x3x{size}x{size} float RGB 0-1 |
 | batch | {train_args.get("batch")} |
