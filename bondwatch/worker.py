@@ -5,7 +5,8 @@ the same balanced plan (`bondwatch.leases.assign`) from the same state, hands ov
 plan moves away, and takes by lease the free cameras the plan gives it. Every write for a
 camera (a segment, an outage, an alert) goes through the lease's fence, so a worker that lost
 a camera writes nothing more for it. The worker holding the `@publisher` lease also publishes
-the shared alert outbox to the stream. See docs/scaling.md.
+the shared alert outbox to the stream. The live view of its cameras reaches `bondwatch web`
+processes on other machines through Redis (`dashboard.remote`). See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bondwatch.scanbus import ScanReader
 from bondwatch.scanlog import ScanLog
 from bondwatch.service import AlertSink, Cameras, DetectionWorker, ScanListener, recording_store
 from bondwatch.site import Site
+from dashboard.remote import LivePublisher
 
 if TYPE_CHECKING:
     from detectors.yolo import Detector
@@ -97,7 +99,9 @@ class Worker:
             listener = ScanListener(ScanReader(self.redis_url, since_s=backlog_s), ScanLog(store.engine))
             pipeline = Pipeline(self.site, self.model)
             detection = DetectionWorker(self.cameras, pipeline, sink, listener.scans)
-        threads = [t for t in (self.keeper, listener, detection) if t is not None]
+        # Health of the cameras it owns always, frames only of those a web process watches.
+        live = LivePublisher(self.redis_url, self.cameras.latest, self.cameras.health)
+        threads = [t for t in (self.keeper, listener, detection, live) if t is not None]
         for t in threads:
             t.start()
         logger.info(

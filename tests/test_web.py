@@ -1,0 +1,175 @@
+"""`bondwatch web` across processes: a web process that ingests nothing shows, through its API
+and the Redis live feed, a camera ingested by a separate `bondwatch worker` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import redis
+from conftest import wait_for
+
+from bondwatch.redis_server import free_port
+from bondwatch.site import load_site
+from dashboard.remote import (
+    HEALTH_TTL_S,
+    VIEWER_TTL_S,
+    WANT_S,
+    RemoteLive,
+    decode_batch,
+    decode_health,
+    encode_batch,
+    encode_health,
+    frames_key,
+    unreported,
+)
+from detectors.types import Detection, DetectionBatch
+from streams.camera import CameraHealth
+
+PASSWORD = "web-test-password-1"
+CLI = "import sys; from bondwatch.cli import main; sys.exit(main())"
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        DetectionBatch("cam", 0, 0.0, 1.5, 320, 240, ()),
+        DetectionBatch(
+            "cam", 41, 8.2, 1_800_000_000.25, 1280, 720,
+            (Detection("person", 0.91, (1.0, 2.5, 30.0, 80.0), 7), Detection("unit", 0.4, (5, 6, 7, 8))),
+        ),
+    ],
+)  # fmt: skip
+def test_detections_cross_redis_unchanged(batch):
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+@pytest.mark.parametrize(
+    "health",
+    [
+        CameraHealth("cam", "live", 9.8, 120, 3, 0, 1, 1_800_000_000.5, "", tamper="covered", drift_s=0.02),
+        unreported("cam"),
+    ],
+)
+def test_health_crosses_redis_unchanged(health):
+    assert decode_health(encode_health(health)) == health
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """Four seconds of a moving test pattern, 320x240 at 10 fps, a keyframe every second."""
+    out = tmp_path_factory.mktemp("clip") / "pattern.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
+         "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0",
+         "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int | None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
+
+
+def test_web_shows_a_camera_ingested_by_a_worker_process(tmp_path, clip, redis_server):
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(
+        f"recording:\n  segment_s: 2\ncameras:\n  - id: pattern\n    url: {clip}\n    detect_fps: 1\n"
+    )
+    data = tmp_path / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
+    client = redis.Redis.from_url(redis_server.url)
+    web = _start(
+        ["web", "--site", str(site_file), "--data", str(data), "--redis", redis_server.url,
+         "--port", str(port)],
+        web_log,
+    )  # fmt: skip
+    worker = None
+    try:
+        assert wait_for(lambda: "BondWatch web:" in web_log.read_text(), 60), web_log.read_text()
+        subprocess.run(
+            [sys.executable, "-c", CLI, "user", "add", "admin", "--role", "admin", "--data", str(data)],
+            input=PASSWORD.encode(), check=True, capture_output=True,
+        )  # fmt: skip
+        http = httpx.Client(base_url=base, timeout=10)
+        http.post("/api/login", json={"name": "admin", "password": PASSWORD}).raise_for_status()
+
+        def state() -> str:
+            [camera] = http.get("/api/cameras").raise_for_status().json()
+            return camera["health"]["state"]
+
+        assert state() == "offline", "no worker yet: the web must not pretend the camera is live"
+        worker = _start(
+            ["worker", "--site", str(site_file), "--data", str(data), "--redis", redis_server.url,
+             "--worker-id", "w1", "--capacity", "4", "--lease-s", "3", "--model", "none"],
+            worker_log,
+        )  # fmt: skip
+        assert wait_for(lambda: state() == "live", 60), worker_log.read_text()[-3000:]
+        # Nobody watches yet: health crosses Redis, pixels do not.
+        time.sleep(1.0)
+        assert client.exists(frames_key("pattern")) == 0, "frames published with no viewer"
+
+        # The web's snapshot: the worker's frame, through Redis, with the overlays drawn here.
+        def snapshot() -> bytes | None:
+            res = http.get("/api/cameras/pattern/snapshot.jpg")
+            return res.content if res.status_code == 200 else None
+
+        jpeg = wait_for(snapshot, 15, interval_s=0.2)
+        assert jpeg, web_log.read_text()[-3000:]
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)
+        assert image.std() > 20, "a test pattern, not a placeholder"
+
+        # A second reader, as another web process would be: frames keep coming, newer each time.
+        live = RemoteLive(load_site(site_file), redis_server.url)
+        live.start()
+        try:
+            seen = []
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                frame, _ = live.latest("pattern")
+                if frame is not None and (not seen or seen[-1].index != frame.index):
+                    seen.append(frame)
+                time.sleep(0.02)
+        finally:
+            live.stop()
+        assert len(seen) >= 10, f"only {len(seen)} frames in 4 s of a 10 fps camera"
+        assert all(b.index > a.index and b.ts > a.ts for a, b in zip(seen, seen[1:], strict=False))
+        assert all(f.image.shape == (240, 320, 3) for f in seen)
+        assert time.time() - seen[-1].ts < 2.0, "the newest frame is stale"
+
+        # Nobody watches any more: within the viewer keys' lifetime the worker stops publishing.
+        time.sleep(WANT_S + VIEWER_TTL_S + 1.0)
+        last = client.xrevrange(frames_key("pattern"), count=1)
+        time.sleep(1.0)
+        assert client.xrevrange(frames_key("pattern"), count=1) == last, "still published, unwatched"
+
+        # The worker stops: its health runs out and the web reports the camera offline.
+        assert _stop(worker) == 0
+        assert wait_for(lambda: state() == "offline", HEALTH_TTL_S + 5), "stale health shown as live"
+    finally:
+        codes = [_stop(p) for p in (web, worker) if p is not None]
+    assert codes[0] == 0, web_log.read_text()[-3000:]
