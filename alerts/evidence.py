@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import getpass
 import hashlib
 import json
@@ -33,10 +34,11 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from PIL import Image, ImageDraw, ImageFont
 
 from alerts.cases import Case
 from alerts.store import AlertStore
-from alerts.types import Alert
+from alerts.types import TYPE_LABELS, Alert
 from bondwatch.site import Site
 from detectors.types import Detection, DetectionBatch
 from streams.clips import ClipError, cut_clip
@@ -165,44 +167,51 @@ class FrameRing:
 
 
 def render_snapshot(shot: Shot, alert: Alert, site: Site | None) -> bytes:
-    """The shot with the alert's zone, its track's box (magenta) and the times burned in."""
+    """The shot with the alert's zone, its track's box (magenta) and the times burned in, the
+    words in Chinese and English (zone and camera names as the site file gives them)."""
     image = cv2.imdecode(np.frombuffer(shot.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    texts: list[Text] = []
     zones = site.zones_of(alert.camera) if site is not None else []
     for zone in zones:
         pts = np.array(zone.polygon, np.int32).reshape(-1, 1, 2)
         own = zone.id == alert.zone
         cv2.polylines(image, [pts], True, ZONE_COLOURS[zone.kind], 3 if own else 1, cv2.LINE_AA)
         x, y = zone.polygon[0]
-        _text(image, zone.id, (int(x) + 4, int(y) + 18), ZONE_COLOURS[zone.kind], 0.55)
+        label = _named(zone.name, zone.id)
+        texts.append(Text(label, (int(x) + 4, int(y) + 18), ZONE_COLOURS[zone.kind], 16))
     for det in sorted(shot.detections, key=lambda d: d.track == alert.track):
         own = alert.track is not None and det.track == alert.track
         x1, y1, x2, y2 = (int(round(v)) for v in det.box)
         cv2.rectangle(image, (x1, y1), (x2, y2), ALERT_BOX if own else OTHER_BOX, 3 if own else 1)
         if det.track is not None:
             label = f"{det.cls} {det.track}"
-            _text(image, label, (x1, max(14, y1 - 5)), ALERT_BOX if own else OTHER_BOX, 0.5)
+            texts.append(Text(label, (x1, max(14, y1 - 5)), ALERT_BOX if own else OTHER_BOX, 15))
     tz_name = site.timezone if site is not None else "UTC"
     utc = datetime.fromtimestamp(shot.ts, UTC)
     local = utc.astimezone(ZoneInfo(tz_name))
-    where = "  ".join(
+    camera = next((c for c in site.cameras if c.id == alert.camera), None) if site is not None else None
+    zone = next((z for z in zones if z.id == alert.zone), None)
+    where = "   ".join(
         x for x in (
-            f"camera {alert.camera}",
-            f"zone {alert.zone}" if alert.zone else "",
-            f"track {alert.track}" if alert.track is not None else "",
+            f"摄像头 camera {_named(camera.name if camera else '', alert.camera)}",
+            f"区域 zone {_named(zone.name if zone else '', alert.zone)}" if alert.zone else "",
+            f"目标 track {alert.track}" if alert.track is not None else "",
         ) if x
     )  # fmt: skip
+    labels = [TYPE_LABELS[lang].get(alert.type, alert.type) for lang in ("zh-CN", "en")]
     lines = [
-        f"{alert.type.replace('_', ' ').upper()}  {where}",
+        " / ".join(labels),
+        where,
         f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond // 1000:03d} UTC",
         f"{local:%Y-%m-%d %H:%M:%S %z} {tz_name}",
     ]
     if alert.ts is not None and abs(shot.ts - alert.ts) >= 0.5:
-        lines.append(f"frame {shot.ts - alert.ts:+.1f} s from the event")
-    band = 14 + 22 * len(lines)
+        lines.append(f"画面距事件 frame {shot.ts - alert.ts:+.1f} s from the event")
+    band = 14 + 24 * len(lines)
     image[:band] = (image[:band] * 0.35).astype(np.uint8)  # a dark band keeps the text legible
-    for i, line in enumerate(lines):
-        _text(image, line, (10, 24 + 22 * i), (255, 255, 255), 0.6)
-    _text(image, f"alert {alert.id}", (10, image.shape[0] - 10), (255, 255, 255), 0.45)
+    texts += [Text(line, (10, 26 + 24 * i), (255, 255, 255), 19 if i else 21) for i, line in enumerate(lines)]
+    texts.append(Text(f"告警 alert {alert.id}", (10, image.shape[0] - 10), (255, 255, 255), 14))
+    image = _draw_texts(image, texts)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise ValueError("the snapshot could not be JPEG-encoded")
@@ -210,9 +219,54 @@ def render_snapshot(shot: Shot, alert: Alert, site: Site | None) -> bytes:
 
 
 Colour = tuple[int, int, int]
+# Fonts with Chinese glyphs, first found wins (Debian's fonts-noto-cjk, installed by setup).
+CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+)
 
 
-def _text(image: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scale: float) -> None:
+@dataclass(frozen=True)
+class Text:
+    text: str
+    org: tuple[int, int]  # left end of the baseline, as for cv2.putText
+    colour: Colour  # BGR
+    px: int  # font size in pixels
+
+
+def _named(name: str, ident: str | None) -> str:
+    return f"{name} ({ident})" if name and name != ident else str(ident)
+
+
+@functools.cache
+def _font(px: int) -> ImageFont.FreeTypeFont | None:
+    for path in CJK_FONTS:
+        if Path(path).is_file():
+            return ImageFont.truetype(path, px)
+    logger.warning("no font with Chinese glyphs (%s): snapshot text falls back to ASCII", CJK_FONTS[0])
+    return None
+
+
+def _draw_texts(image: np.ndarray, texts: list[Text]) -> np.ndarray:
+    """The texts drawn with a dark outline, in a CJK font where one is installed, else in
+    OpenCV's Hershey font with what it cannot draw shown as '?'."""
+    if not texts:
+        return image
+    if _font(texts[0].px) is None:
+        for t in texts:
+            _hershey(image, t.text.encode("ascii", "replace").decode(), t.org, t.colour, t.px / 30)
+        return image
+    canvas = Image.fromarray(np.ascontiguousarray(image[..., ::-1]))
+    draw = ImageDraw.Draw(canvas)
+    for t in texts:
+        b, g, r = t.colour
+        font = _font(t.px)
+        draw.text(t.org, t.text, font=font, fill=(r, g, b), anchor="ls", stroke_width=2, stroke_fill=0)
+    return np.asarray(canvas)[..., ::-1].copy()
+
+
+def _hershey(image: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scale: float) -> None:
     """Text with a dark outline made of shifted copies: a thicker stroke would widen the
     glyph advance in Hershey fonts and the outline would drift off the letters."""
     x, y = org

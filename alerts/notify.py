@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerts.delivery import CLAIM_IDLE_S, StreamConsumer, insert_ignore
 from alerts.store import AlertRow, AlertStore, Base
-from alerts.types import Alert
+from alerts.types import TYPE_LABELS, Alert
 from bondwatch.site import NotifyChannel, Site
 
 logger = logging.getLogger(__name__)
@@ -92,22 +92,6 @@ def deliveries(engine: Engine, alert_id: str) -> list[Delivery]:
 
 # ---------- message text ----------
 
-TYPE_LABELS = {
-    "zh-CN": {
-        "unauthorized_entry": "未授权进入",
-        "unscanned_departure": "未扫码离开",
-        "camera_offline": "摄像头离线",
-        "camera_online": "摄像头恢复",
-        "camera_tamper": "摄像头遮挡或移位",
-    },
-    "en": {
-        "unauthorized_entry": "Unauthorized entry",
-        "unscanned_departure": "Unscanned departure",
-        "camera_offline": "Camera offline",
-        "camera_online": "Camera back online",
-        "camera_tamper": "Camera blocked or moved",
-    },
-}
 WORDS = {
     "zh-CN": {
         "type": "类型", "camera": "摄像头", "zone": "区域", "station": "工位", "time": "时间",

@@ -11,6 +11,23 @@ from typing import Any, Literal
 AlertType = Literal[
     "unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online", "camera_tamper"
 ]
+# What each type is called in the two languages officers read (notifications, snapshots).
+TYPE_LABELS = {
+    "zh-CN": {
+        "unauthorized_entry": "未授权进入",
+        "unscanned_departure": "未扫码离开",
+        "camera_offline": "摄像头离线",
+        "camera_online": "摄像头恢复",
+        "camera_tamper": "摄像头遮挡或移位",
+    },
+    "en": {
+        "unauthorized_entry": "Unauthorized entry",
+        "unscanned_departure": "Unscanned departure",
+        "camera_offline": "Camera offline",
+        "camera_online": "Camera back online",
+        "camera_tamper": "Camera blocked or moved",
+    },
+}
 
 
 @dataclass(frozen=True)

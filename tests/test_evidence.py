@@ -37,7 +37,9 @@ from alerts.evidence import (
     FrameRing,
     NoEvidence,
     PackageInvalid,
+    Shot,
     installation_key,
+    render_snapshot,
     verify_package,
 )
 from alerts.outbox import Outbox
@@ -192,6 +194,27 @@ def test_the_snapshot_shows_the_alerts_box_zone_and_time(world: World, alert: Al
     # the header band carries the type, camera and times: darkened, with white text on it
     band = snap[:70].astype(int)
     assert band.mean() < raw[:70].mean() * 0.7 and (band.min(axis=2) > 200).sum() > 300
+
+
+def test_the_snapshot_writes_chinese_names_in_a_cjk_font() -> None:
+    """Officers read the zone and camera as the site names them: 保税区, not boxes or '???'."""
+    grey = cv2.imencode(".jpg", np.full((576, 768, 3), 90, np.uint8))[1].tobytes()
+    alert = Alert(type="unauthorized_entry", camera="c", zone="z", t=1.0, ts=1_780_000_000.0, track=1)
+
+    def snapshot(name: str) -> np.ndarray:
+        site = parse_site(
+            f"cameras: [{{id: c, url: x.mp4}}]\nzones: [{{id: z, name: '{name}', camera: c,"
+            " kind: restricted, polygon: [[100, 300], [400, 300], [400, 500], [100, 500]]}]"
+        )
+        shot = Shot("c", 1.0, 1_780_000_000.0, grey, (Detection("person", 0.9, (150, 350, 200, 450), 1),))
+        return cv2.imdecode(np.frombuffer(render_snapshot(shot, alert, site), np.uint8), cv2.IMREAD_COLOR)
+
+    label = (slice(300, 325), slice(100, 300))  # where the zone's name is written
+    chinese, question_marks = snapshot("保税区")[label], snapshot("???")[label]
+    assert (chinese.max(axis=2) > 200).sum() > 80  # the glyphs are drawn ...
+    assert np.abs(chinese.astype(int) - question_marks).max() > 100  # ... and they are not '???'
+    header = snapshot("保税区")[:30, :300]
+    assert (header.max(axis=2) > 200).sum() > 300  # 未授权进入 / Unauthorized entry
 
 
 def test_an_alert_without_a_frame_is_stored_without_a_snapshot(world: World) -> None:
