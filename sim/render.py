@@ -469,7 +469,9 @@ def _site_yaml(s: Scenario, zones: list[ZoneGeom]) -> str:
     site: dict[str, object] = {
         "name": f"{s.name} (simulated)",
         "cameras": [
-            {"id": c.id, "url": f"{c.id}.mp4", **({"name": c.name} if c.name else {})} for c in s.cameras
+            {"id": c.id, "url": f"{c.id}.mp4", **({"name": c.name} if c.name else {})}
+            | ({"factory": s.factory} if s.factory else {})
+            for c in s.cameras
         ],
         "zones": [],
         "stations": [{"id": st.id, **({"name": st.name} if st.name else {})} for st in s.stations],

@@ -263,6 +263,9 @@ class RenderSpec(Strict):
 class Scenario(Strict):
     name: str = Field(description="scenario name")
     description: str = Field("", description="what happens in it")
+    factory: Id | None = Field(
+        None, description="the factory whose workshop this is: the `factory` of every camera in site.yaml"
+    )
     layout: Layout
     cameras: list[CameraSpec] = Field(min_length=1)
     stations: list[StationSpec] = Field(default_factory=list)
