@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from conftest import wait_for
+from conftest import CHROMIUM, CHROMIUM_ARGS, wait_for
+from playwright.sync_api import sync_playwright
 
 from bondwatch.redis_server import free_port
 from bondwatch.site import load_site
@@ -166,6 +167,26 @@ def test_web_shows_a_camera_ingested_by_a_worker_process(tmp_path, clip, redis_s
         last = client.xrevrange(frames_key("pattern"), count=1)
         time.sleep(1.0)
         assert client.xrevrange(frames_key("pattern"), count=1) == last, "still published, unwatched"
+
+        # Watched again, in Chromium: WebRTC video of the worker's camera, served by the web process.
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(base)
+                page.fill("#login-name", "admin")
+                page.fill("#login-password", PASSWORD)
+                page.click("#login-form button[type=submit]")
+                video = """document.querySelector('video[data-camera="pattern"]')"""
+                played = f"() => {video}?.getVideoPlaybackQuality().totalVideoFrames || 0"
+                page.wait_for_function(f"({played})() > 12", timeout=30_000)
+                size = page.evaluate(f"() => [{video}.videoWidth, {video}.videoHeight]")
+                assert size == [320, 240]
+                before = page.evaluate(played)
+                time.sleep(2.0)
+                assert page.evaluate(played) >= before + 10, "the video stopped"
+            finally:
+                browser.close()
 
         # The worker stops: its health runs out and the web reports the camera offline.
         assert _stop(worker) == 0
