@@ -94,11 +94,14 @@ def decode_health(raw: bytes) -> CameraHealth:
     return CameraHealth(**{k: v for k, v in d.items() if k in _HEALTH_FIELDS})
 
 
-def unreported(camera: str) -> CameraHealth:
-    """The health of a camera no live worker reports: offline, and why."""
+NO_WORKER = "no worker reports this camera"
+
+
+def unreported(camera: str, why: str = NO_WORKER) -> CameraHealth:
+    """The health of a camera no live worker reports (or that cannot be read): offline, and why."""
     return CameraHealth(
         camera=camera, state="offline", fps=0.0, frames=0, dropped=0, decode_errors=0, reconnects=0,
-        last_frame_ts=None, error="no worker reports this camera",
+        last_frame_ts=None, error=why,
     )  # fmt: skip
 
 
@@ -252,6 +255,7 @@ class RemoteLive(threading.Thread):
         self._frames: dict[str, Frame] = {}
         self._batches: dict[str, DetectionBatch] = {}
         self._health: dict[str, CameraHealth] = {}
+        self._why = NO_WORKER  # why a camera without a health record is offline
         self._ids: dict[str, bytes] = {}  # per watched camera, the last stream entry read
         self._refreshed: set[str] = set()
 
@@ -266,13 +270,13 @@ class RemoteLive(threading.Thread):
 
     def health(self) -> dict[str, CameraHealth]:
         with self._lock:
-            return {c.id: self._health.get(c.id) or unreported(c.id) for c in self.site.cameras}
+            return {c.id: self._health.get(c.id) or unreported(c.id, self._why) for c in self.site.cameras}
 
     def start(self) -> None:
         try:
             self._read_health()
         except redis.RedisError as e:
-            logger.warning("live view: Redis unreachable at start, cameras show offline: %s", e)
+            self._lost(e)
         super().start()
 
     def run(self) -> None:
@@ -290,11 +294,21 @@ class RemoteLive(threading.Thread):
                     self._wake.wait(VIEWER_REFRESH_S)
                     self._wake.clear()
             except redis.RedisError as e:
-                logger.warning("live view: cannot read from Redis (retrying in %.0f s): %s", RETRY_S, e)
+                self._lost(e)
                 self.stopping.wait(RETRY_S)
             except Exception:
                 logger.exception("live view: reading failed")
                 self.stopping.wait(RETRY_S)
+
+    def _lost(self, e: redis.RedisError) -> None:
+        """Without Redis nothing is known of any camera: say so rather than show the last health."""
+        logger.warning("live view: cannot read from Redis (retrying in %.0f s): %s", RETRY_S, e)
+        with self._lock:
+            self._health = {}
+            self._why = f"the live view cannot reach Redis: {e}"
+            # The streams' positions are forgotten too: a Redis that comes back empty starts over.
+            self._ids.clear()
+            self._refreshed.clear()
 
     def _wanted(self, now: float) -> list[str]:
         """The cameras still watched; those no longer are forgotten, pictures and all."""
@@ -377,6 +391,7 @@ class RemoteLive(threading.Thread):
                 logger.warning("camera %s: unreadable health record in Redis: %s", cam, e)
         with self._lock:
             self._health = health
+            self._why = NO_WORKER
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stopping.set()

@@ -18,11 +18,12 @@ from conftest import CHROMIUM, CHROMIUM_ARGS, wait_for
 from playwright.sync_api import sync_playwright
 
 from bondwatch.redis_server import free_port
-from bondwatch.site import load_site
+from bondwatch.site import load_site, parse_site
 from dashboard.remote import (
     HEALTH_TTL_S,
     VIEWER_TTL_S,
     WANT_S,
+    LivePublisher,
     RemoteLive,
     decode_batch,
     decode_health,
@@ -33,6 +34,7 @@ from dashboard.remote import (
 )
 from detectors.types import Detection, DetectionBatch
 from streams.camera import CameraHealth
+from streams.frame import Frame
 
 PASSWORD = "web-test-password-1"
 CLI = "import sys; from bondwatch.cli import main; sys.exit(main())"
@@ -61,6 +63,82 @@ def test_detections_cross_redis_unchanged(batch):
 )
 def test_health_crosses_redis_unchanged(health):
     assert decode_health(encode_health(health)) == health
+
+
+class Owner:
+    """What a worker's `Cameras` hands the publisher: the newest frame of the one camera it owns,
+    numbered from `first` at 20 fps, every pixel `shade` so a test can tell owners apart."""
+
+    def __init__(self, camera: str, first: int, shade: int):
+        self.camera, self.first, self.shade = camera, first, shade
+        self.t0 = time.monotonic()
+
+    def latest(self, camera: str) -> tuple[Frame | None, DetectionBatch | None]:
+        n = int((time.monotonic() - self.t0) * 20)
+        image = np.full((120, 160, 3), self.shade, np.uint8)
+        return Frame(camera, self.first + n, n / 20, time.time(), image), None
+
+    def health(self) -> dict[str, CameraHealth]:
+        return {self.camera: CameraHealth(self.camera, "live", 20.0, 1, 0, 0, 0, time.time(), "")}
+
+
+def _owner(camera: str, first: int, shade: int):  # type: ignore[no-untyped-def]
+    owner = Owner(camera, first, shade)
+    return owner.latest, owner.health
+
+
+def _frames(live: RemoteLive, camera: str, seconds: float) -> list[Frame]:
+    """The distinct frames a viewer of `camera` receives in `seconds`."""
+    seen: list[Frame] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame, _ = live.latest(camera)
+        if frame is not None and (not seen or seen[-1] is not frame):
+            seen.append(frame)
+        time.sleep(0.01)
+    return seen
+
+
+def test_live_view_follows_a_camera_to_its_new_owner(redis_server):
+    """A camera handed to another worker: its frames count from zero again, from the new owner."""
+    live = RemoteLive(parse_site("cameras:\n  - id: cam\n    url: x.mp4\n"), redis_server.url)
+    old = LivePublisher(redis_server.url, *_owner("cam", first=5000, shade=40))
+    new = LivePublisher(redis_server.url, *_owner("cam", first=0, shade=200))
+    live.start()
+    old.start()
+    try:
+        before = _frames(live, "cam", 2.0)
+        assert before and all(f.index >= 5000 for f in before), [f.index for f in before]
+        assert int(before[-1].image.mean()) in range(35, 46)  # JPEG moves a flat shade by a little
+        old.stop()
+        new.start()
+        after = wait_for(lambda: [f for f in _frames(live, "cam", 0.5) if f.index < 5000], 10)
+        assert after, "the viewer stayed on the old owner's last frame"
+        assert int(after[-1].image.mean()) in range(195, 206)
+        assert old.published > 0 and new.published > 0
+    finally:
+        for t in (live, old, new):
+            if t.is_alive():
+                t.stop()
+
+
+def test_live_view_without_redis_reports_cameras_offline(redis_server):
+    live = RemoteLive(parse_site("cameras:\n  - id: cam\n    url: x.mp4\n"), redis_server.url)
+    publisher = LivePublisher(redis_server.url, *_owner("cam", first=0, shade=90))
+    publisher.start()
+    try:
+        assert wait_for(lambda: redis.Redis.from_url(redis_server.url).exists("bondwatch:live:health:cam"), 5)
+        live.start()
+        assert live.health()["cam"].state == "live"
+        live.latest("cam")  # watched: the reader is in its blocking read when Redis goes
+        assert wait_for(lambda: live.latest("cam")[0] is not None, 5)
+        redis_server.kill()
+        gone = wait_for(lambda: live.health()["cam"].state == "offline", 5)
+        assert gone, live.health()
+        assert "Redis" in live.health()["cam"].error
+    finally:
+        live.stop()
+        publisher.stop()
 
 
 @pytest.fixture(scope="module")
