@@ -155,6 +155,7 @@ class LivePublisher(threading.Thread):
         self.published = 0  # frames added to the streams, for tests and benches
         self.encode_s = 0.0  # time spent JPEG-encoding them
         self.bytes = 0
+        self._failing = False  # Redis failed on the last try: warn once per outage, not each second
 
     def run(self) -> None:
         watched: list[str] = []
@@ -187,10 +188,15 @@ class LivePublisher(threading.Thread):
                     self._publish_frame(frame, raw_batch)
                     sent_index[cam], sent_at[cam] = frame.index, now
                     sent = True
+                if self._failing:
+                    self._failing = False
+                    logger.info("live view: publishing to Redis again")
                 if not sent:
                     self.stopping.wait(POLL_S)
             except redis.RedisError as e:
-                logger.warning("live view: cannot publish to Redis (retrying in %.0f s): %s", RETRY_S, e)
+                if not self._failing:
+                    logger.warning("live view: cannot publish to Redis (retry each %.0f s): %s", RETRY_S, e)
+                self._failing = True
                 self.stopping.wait(RETRY_S)
             except Exception:
                 logger.exception("live view: publishing failed")
@@ -302,7 +308,8 @@ class RemoteLive(threading.Thread):
 
     def _lost(self, e: redis.RedisError) -> None:
         """Without Redis nothing is known of any camera: say so rather than show the last health."""
-        logger.warning("live view: cannot read from Redis (retrying in %.0f s): %s", RETRY_S, e)
+        if self._why == NO_WORKER:  # once per outage
+            logger.warning("live view: cannot read from Redis (retrying every %.0f s): %s", RETRY_S, e)
         with self._lock:
             self._health = {}
             self._why = f"the live view cannot reach Redis: {e}"
@@ -390,6 +397,8 @@ class RemoteLive(threading.Thread):
             except (ValueError, TypeError) as e:
                 logger.warning("camera %s: unreadable health record in Redis: %s", cam, e)
         with self._lock:
+            if self._why != NO_WORKER:
+                logger.info("live view: reading from Redis again")
             self._health = health
             self._why = NO_WORKER
 

@@ -4,6 +4,7 @@ factory operator sees only its own factory's cameras."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, HTTPException, Response
 
@@ -11,6 +12,10 @@ from dashboard.auth import Permission
 from dashboard.deps import CameraId, LiveDep, UserScope, require
 from dashboard.overlay import snapshot_jpeg
 from dashboard.schemas import CameraOut, HealthOut, ZoneOut
+
+# How long a snapshot waits for a camera's first frame: in `bondwatch web` the first request for
+# an unwatched camera is what makes its worker publish frames (dashboard/remote.py).
+FIRST_FRAME_WAIT_S = 2.0
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"], dependencies=[require(Permission.CAMERAS)])
 
@@ -37,6 +42,10 @@ def list_cameras(live: LiveDep, scope: UserScope) -> list[CameraOut]:
 )
 async def snapshot(camera_id: CameraId, live: LiveDep) -> Response:
     frame, batch = live.latest(camera_id)
+    deadline = time.monotonic() + FIRST_FRAME_WAIT_S
+    while frame is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        frame, batch = live.latest(camera_id)
     if frame is None:
         raise HTTPException(503, f"camera {camera_id!r} has not delivered a frame yet")
     zones = live.site.zones_of(camera_id)
