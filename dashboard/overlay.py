@@ -1,19 +1,23 @@
 """Draws what the system sees onto a frame: zones, tracked boxes, camera id and capture time.
 
 Officers trust an alert when they can see the zone and the box that caused it, so the live
-view and the snapshots show exactly the polygons and detections the rules used.
+view and the snapshots show exactly the polygons and detections the rules used. The live view
+can instead send the same picture as data (`overlay_message`) for the browser to draw on a
+canvas over the clean video; both ways draw the same zones, states and boxes.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 import cv2
 import numpy as np
 
 from bondwatch.site import Zone
 from detectors.types import DetectionBatch
+from detectors.zones import inside
 from streams.frame import Frame
 
 logger = logging.getLogger(__name__)
@@ -28,13 +32,25 @@ PLACEHOLDER_SIZE = (640, 480)  # width, height shown before the first frame arri
 STALE_S = 2.0  # detections older than this relative to the frame are not drawn
 
 
+def current(frame: Frame, batch: DetectionBatch | None) -> DetectionBatch | None:
+    """The detections to show on `frame`: none when they are too old (or too new) for it."""
+    return batch if batch is not None and abs(frame.ts - batch.ts) <= STALE_S else None
+
+
+def zone_states(zones: list[Zone], batch: DetectionBatch | None) -> dict[str, str]:
+    """Zone id -> "occupied" when the foot point of a shown detection is inside it, else "clear"."""
+    feet = [d.foot for d in batch.detections] if batch is not None else []
+    return {z.id: "occupied" if any(inside(f, z.polygon) for f in feet) else "clear" for z in zones}
+
+
 def render(camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None) -> np.ndarray:
     """A new BGR image: the frame with overlays, or a placeholder while there is no frame."""
     if frame is None:
         return placeholder(camera)
     image = frame.image.copy()
-    draw_zones(image, zones)
-    if batch is not None and abs(frame.ts - batch.ts) <= STALE_S:
+    batch = current(frame, batch)
+    draw_zones(image, zones, zone_states(zones, batch))
+    if batch is not None:
         draw_detections(image, batch)
     # Server-local time with its offset, so it is unambiguous next to the officer's clock.
     stamp = datetime.fromtimestamp(frame.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
@@ -49,21 +65,30 @@ def placeholder(camera: str) -> np.ndarray:
     return image
 
 
-def draw_zones(image: np.ndarray, zones: list[Zone]) -> None:
+def draw_zones(image: np.ndarray, zones: list[Zone], states: dict[str, str] | None = None) -> None:
+    """Zones tinted by kind; an occupied zone is tinted twice as strongly, outlined thicker and
+    labelled so (the browser's canvas draws the same: dashboard/static/app.js)."""
     if not zones:
         return
-    tint = image.copy()
-    for zone in zones:
-        pts = np.array(zone.polygon, np.int32).reshape(-1, 1, 2)
-        cv2.fillPoly(tint, [pts], ZONE_COLOURS[zone.kind])
-    cv2.addWeighted(tint, 0.22, image, 0.78, 0, dst=image)
+    states = states or {}
+    for occupied in (False, True):
+        chosen = [z for z in zones if (states.get(z.id) == "occupied") == occupied]
+        if not chosen:
+            continue
+        tint = image.copy()
+        for zone in chosen:
+            pts = np.array(zone.polygon, np.int32).reshape(-1, 1, 2)
+            cv2.fillPoly(tint, [pts], ZONE_COLOURS[zone.kind])
+        alpha = 0.40 if occupied else 0.22
+        cv2.addWeighted(tint, alpha, image, 1 - alpha, 0, dst=image)
     for zone in zones:
         colour = ZONE_COLOURS[zone.kind]
+        occupied = states.get(zone.id) == "occupied"
         pts = np.array(zone.polygon, np.int32).reshape(-1, 1, 2)
-        cv2.polylines(image, [pts], True, colour, 2, cv2.LINE_AA)
+        cv2.polylines(image, [pts], True, colour, 4 if occupied else 2, cv2.LINE_AA)
         x = int(min(p[0] for p in zone.polygon))
         y = int(min(p[1] for p in zone.polygon))
-        _label(image, zone.id, (x + 4, y + 4), colour, scale=0.5)
+        _label(image, f"{zone.id} occupied" if occupied else zone.id, (x + 4, y + 4), colour, scale=0.5)
 
 
 def draw_detections(image: np.ndarray, batch: DetectionBatch) -> None:
@@ -77,6 +102,43 @@ def draw_detections(image: np.ndarray, batch: DetectionBatch) -> None:
         cv2.rectangle(image, p1, p2, colour, 2, cv2.LINE_AA)
         track = f"#{det.track} " if det.track is not None else ""
         _label(image, f"{track}{det.cls} {det.conf:.2f}", (p1[0], p1[1] - 18), colour, scale=0.45)
+
+
+def overlay_message(
+    camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None
+) -> dict[str, Any]:
+    """What `render` would draw, as data for the browser: the frame's capture time and size,
+    the zones with their state, and the boxes (in the frame's pixels) of the shown detections."""
+    if frame is None:
+        return {"camera": camera, "ts": None, "w": PLACEHOLDER_SIZE[0], "h": PLACEHOLDER_SIZE[1],
+                "zones": [], "boxes": []}  # fmt: skip
+    batch = current(frame, batch)
+    states = zone_states(zones, batch)
+    boxes: list[list[Any]] = []
+    if batch is not None:
+        sx = frame.width / batch.width if batch.width else 1.0
+        sy = frame.height / batch.height if batch.height else 1.0
+        for d in batch.detections:
+            x1, y1, x2, y2 = d.box
+            boxes.append([round(x1 * sx, 1), round(y1 * sy, 1), round(x2 * sx, 1), round(y2 * sy, 1),
+                          d.cls, d.track, round(d.conf, 2)])  # fmt: skip
+    return {
+        "camera": camera,
+        "ts": frame.ts,  # capture time of the frame (UNIX s)
+        "det_ts": batch.ts if batch is not None else None,  # capture time of the detected frame
+        "w": frame.width,
+        "h": frame.height,
+        "zones": [
+            {
+                "id": z.id,
+                "kind": z.kind,
+                "state": states[z.id],
+                "polygon": [[round(x, 1), round(y, 1)] for x, y in z.polygon],
+            }
+            for z in zones
+        ],
+        "boxes": boxes,  # [x1, y1, x2, y2, class, track id or null, confidence]
+    }
 
 
 def _label(

@@ -27,6 +27,7 @@ const I18N = {
     zones: "区域",
     video_connecting: "正在连接视频…",
     video_lost: "视频中断，正在重连…",
+    zone_occupied: "有目标",
     cameras_summary: (live, all) => `${live}/${all} 在线`,
     sign_out: "退出登录",
     role_admin: "管理员",
@@ -137,6 +138,7 @@ const I18N = {
     zones: "Zones",
     video_connecting: "Connecting video…",
     video_lost: "Video lost, reconnecting…",
+    zone_occupied: "occupied",
     cameras_summary: (live, all) => `${live}/${all} live`,
     sign_out: "Sign out",
     role_admin: "Administrator",
@@ -230,6 +232,18 @@ const LANG_KEY = "bondwatch.lang";
 const MAX_ALERTS = 300;
 const HEALTH_REFRESH_MS = 5000;
 const SOUND_KEY = "bondwatch.sound";
+// How live overlays are drawn: "burned" into the video by the server, or "browser" (drawn here
+// from detection data on a WebRTC data channel). `?overlays=...` picks one and is remembered;
+// `?overlays=default` forgets it, and the server's default applies.
+const OVERLAYS_KEY = "bondwatch.overlays";
+const OVERLAY_MODES = ["burned", "browser"];
+const overlayMode = (() => {
+  const asked = new URLSearchParams(location.search).get("overlays");
+  if (OVERLAY_MODES.includes(asked)) localStorage.setItem(OVERLAYS_KEY, asked);
+  else if (asked === "default") localStorage.removeItem(OVERLAYS_KEY);
+  const kept = localStorage.getItem(OVERLAYS_KEY);
+  return OVERLAY_MODES.includes(kept) ? kept : null;
+})();
 
 let lang = I18N[localStorage.getItem(LANG_KEY)] ? localStorage.getItem(LANG_KEY) : "zh-CN";
 const alerts = new Map(); // id -> alert, rendered newest first by `ts`
@@ -325,6 +339,7 @@ class CameraTile {
     this.el = node;
     this.video = node.querySelector("video");
     this.video.dataset.camera = camera.id;
+    this.overlay = new OverlayPainter(this.video, node.querySelector("canvas.overlay"));
     this.status = node.querySelector(".video-status");
     this.pc = null;
     this.retryMs = 1000;
@@ -392,6 +407,11 @@ class CameraTile {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
+    // Opened before the offer so that it is negotiated with the video; the server says on it
+    // whether it burns the overlays in or sends them here as data.
+    const channel = pc.createDataChannel("overlay");
+    channel.onmessage = (ev) => { if (this.pc === pc) this.overlay.receive(ev.data); };
+    this.overlay.reset();
     pc.ontrack = (ev) => {
       this.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
       this.video.play().catch(() => {});
@@ -407,7 +427,8 @@ class CameraTile {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGatheringDone(pc, 3000);
-      const res = await api("/api/webrtc/offer", {
+      const query = overlayMode ? `?overlays=${overlayMode}` : "";
+      const res = await api(`/api/webrtc/offer${query}`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ camera: this.camera.id, sdp: pc.localDescription.sdp, type: "offer" }),
@@ -429,6 +450,149 @@ class CameraTile {
     const wait = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, 15000);
     setTimeout(() => { if (!this.pc) this.start(); }, wait);
+  }
+}
+
+// Overlays drawn in the browser: the server sends, on the "overlay" data channel, what it would
+// otherwise burn into the pixels (zones with their state, boxes, camera and capture time), each
+// message stamped with the RTP timestamp of the first video frame it holds for. Where
+// requestVideoFrameCallback gives each presented frame's rtpTimestamp (Chromium), the canvas
+// shows the newest message from at or before that frame, so boxes change on the same frame as
+// they would burned in; elsewhere it shows each message as it arrives (a jitter buffer early).
+const OVERLAY_RGB = {
+  restricted: "235,64,64", station: "255,176,0", person: "40,200,230", other: "190,110,220",
+};
+const HALF_RTP = 2 ** 31;
+
+class OverlayPainter {
+  constructor(video, canvas) {
+    this.video = video;
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.reset();
+    this.received = 0;
+    this.drawn = 0;
+    this.onFrame = (now, meta) => {
+      this.frameRtp = meta && meta.rtpTimestamp !== undefined ? meta.rtpTimestamp >>> 0 : null;
+      this.paint();
+      this.video.requestVideoFrameCallback(this.onFrame);
+    };
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(this.onFrame);
+    new ResizeObserver(() => { this.shown = null; this.paint(); }).observe(canvas);
+  }
+
+  reset() {
+    this.mode = null;
+    this.messages = [];
+    this.frameRtp = null;
+    this.shown = null;
+    this.canvas.dataset.overlays = "";
+    this.clear();
+  }
+
+  receive(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch { return; }
+    if (msg.overlays) {
+      this.mode = msg.overlays;
+      this.canvas.dataset.overlays = msg.overlays;
+      this.clear();
+      return;
+    }
+    this.received++;
+    this.canvas.dataset.received = String(this.received);
+    this.messages.push(msg);
+    if (this.messages.length > 64) this.messages.shift();
+    if (this.frameRtp === null) this.paint();
+  }
+
+  // The message in force on the presented frame: by RTP timestamp where known, else the newest.
+  current() {
+    const list = this.messages;
+    if (!list.length) return null;
+    const newest = list[list.length - 1];
+    if (this.frameRtp === null || newest.rtp === undefined) return newest;
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (((this.frameRtp - list[i].rtp) >>> 0) < HALF_RTP) return list[i];
+    }
+    return null;
+  }
+
+  clear() {
+    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.canvas.dataset.boxes = "0";
+  }
+
+  paint() {
+    if (this.mode !== "browser") return;
+    const msg = this.current();
+    if (msg === this.shown) return;
+    this.shown = msg;
+    const c = this.canvas;
+    const dpr = window.devicePixelRatio || 1;
+    const cw = c.clientWidth, ch = c.clientHeight;
+    if (c.width !== Math.round(cw * dpr) || c.height !== Math.round(ch * dpr)) {
+      c.width = Math.round(cw * dpr);
+      c.height = Math.round(ch * dpr);
+    }
+    const ctx = this.ctx;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, c.width, c.height);
+    c.dataset.boxes = "0";
+    if (!msg || msg.ts === null || !cw || !ch) return;
+    // Where the <video> shows the picture (object-fit: contain), in canvas pixels.
+    const vw = this.video.videoWidth || msg.w, vh = this.video.videoHeight || msg.h;
+    const fit = Math.min(cw / vw, ch / vh);
+    const ox = (cw - vw * fit) / 2, oy = (ch - vh * fit) / 2;
+    const sx = (vw * fit) / msg.w, sy = (vh * fit) / msg.h;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const X = (x) => ox + x * sx, Y = (y) => oy + y * sy;
+    ctx.lineJoin = "round";
+    for (const z of msg.zones) {
+      const occupied = z.state === "occupied";
+      const rgb = OVERLAY_RGB[z.kind] || OVERLAY_RGB.other;
+      ctx.beginPath();
+      z.polygon.forEach(([x, y], i) => (i ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
+      ctx.closePath();
+      ctx.fillStyle = `rgba(${rgb},${occupied ? 0.4 : 0.22})`;
+      ctx.fill();
+      ctx.lineWidth = occupied ? 3 : 2;
+      ctx.strokeStyle = `rgb(${rgb})`;
+      ctx.stroke();
+      const x = Math.min(...z.polygon.map((p) => p[0])), y = Math.min(...z.polygon.map((p) => p[1]));
+      this.label(occupied ? `${z.id} · ${t("zone_occupied")}` : z.id, X(x) + 3, Y(y) + 3, rgb, cw, ch);
+    }
+    for (const [x1, y1, x2, y2, cls, track, conf] of msg.boxes) {
+      const rgb = cls === "person" ? OVERLAY_RGB.person : OVERLAY_RGB.other;
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = `rgb(${rgb})`;
+      ctx.strokeRect(X(x1), Y(y1), X(x2) - X(x1), Y(y2) - Y(y1));
+      const id = track === null ? "" : `#${track} `;
+      this.label(`${id}${cls} ${conf.toFixed(2)}`, X(x1), Y(y1) - 16, rgb, cw, ch);
+    }
+    const stamp = new Date(msg.ts * 1000).toLocaleString(lang, {
+      year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    });
+    this.label(`${msg.camera}  ${stamp}`, ox + 6, oy + 6, "255,255,255", cw, ch);
+    this.drawn++;
+    c.dataset.boxes = String(msg.boxes.length);
+    c.dataset.drawn = String(this.drawn);
+    c.dataset.sync = this.frameRtp !== null && msg.rtp !== undefined ? "rtp" : "arrival";
+  }
+
+  // Text on a dark box, kept inside the canvas, as the burned-in labels are.
+  label(text, x, y, rgb, cw, ch) {
+    const ctx = this.ctx;
+    ctx.font = "12px ui-monospace, monospace";
+    ctx.textBaseline = "top";
+    const w = ctx.measureText(text).width + 6, h = 16;
+    x = Math.max(0, Math.min(x, cw - w));
+    y = Math.max(0, Math.min(y, ch - h));
+    ctx.fillStyle = "rgba(18,20,24,0.85)";
+    ctx.fillRect(x, y, w, h);
+    ctx.fillStyle = `rgb(${rgb})`;
+    ctx.fillText(text, x + 3, y + 2);
   }
 }
 
