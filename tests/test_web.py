@@ -272,3 +272,14 @@ def test_web_shows_a_camera_ingested_by_a_worker_process(tmp_path, clip, redis_s
     finally:
         codes = [_stop(p) for p in (web, worker) if p is not None]
     assert codes[0] == 0, web_log.read_text()[-3000:]
+
+
+def test_web_without_redis_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from bondwatch.cli import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    site = tmp_path / "site.yaml"
+    site.write_text("cameras:\n  - id: cam\n    url: x.mp4\n")
+    assert main(["web", "--site", str(site), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "--redis" in err and "REDIS_URL" in err and len(err.strip().splitlines()) == 1
