@@ -36,7 +36,20 @@ SITE_YAML = """
 cameras:
   - id: cam
     url: rtsp://127.0.0.1:8554/cam
+    factory: a
+  - id: other
+    url: rtsp://127.0.0.1:8554/other
+    factory: b
 zones:
+  - id: s02
+    camera: other
+    kind: station
+    station: S02
+    polygon: [[100, 100], [200, 100], [200, 200], [100, 200]]
+  - id: cage
+    camera: other
+    kind: restricted
+    polygon: [[300, 100], [400, 100], [400, 200], [300, 200]]
   - id: s01
     camera: cam
     kind: station
@@ -111,6 +124,12 @@ def signed_in(app: FastAPI, role: str) -> TestClient:
 def operator(app: FastAPI) -> Iterator[TestClient]:
     """The factory's system, signed in as an operator account."""
     with signed_in(app, "operator") as client:
+        yield client
+
+
+@pytest.fixture
+def officer(app: FastAPI) -> Iterator[TestClient]:
+    with signed_in(app, "officer") as client:
         yield client
 
 
@@ -193,6 +212,34 @@ def test_bad_events_refuse_the_batch(
     assert res.status_code == 422
     assert res.json() == {"detail": detail}
     assert rdb.xlen(SCAN_STREAM) == 0  # all or nothing
+
+
+def test_a_station_or_zone_the_site_lacks_refuses_the_batch(operator: TestClient, rdb: redis.Redis):
+    badge = {"kind": "badge", "zone": "vault", "ts": TS}
+    res = operator.post("/api/scans", json={"scans": [OK, event(station="S99"), badge]})
+    assert res.status_code == 422
+    assert res.json()["detail"] == [
+        "scans[1].station: no station 'S99' in the site (it has: S01, S02)",
+        "scans[2].zone: no zone 'vault' in the site (it has: cage, s01, s02)",
+    ]
+    assert rdb.xlen(SCAN_STREAM) == 0
+
+
+def test_an_operator_posts_only_for_its_own_factorys_stations(
+    operator: TestClient, officer: TestClient, rdb: redis.Redis
+):
+    badge = {"kind": "badge", "zone": "cage", "ts": TS}
+    res = operator.post("/api/scans", json={"scans": [OK, event(station="S02"), badge]})
+    assert res.status_code == 403
+    assert res.json()["detail"] == [
+        "scans[1].station: station 'S02' is not watched by a camera of factory 'a':"
+        " an operator posts scans for its own factory's stations only",
+        "scans[2].zone: zone 'cage' is not watched by a camera of factory 'a':"
+        " an operator posts scans for its own factory's stations only",
+    ]
+    assert rdb.xlen(SCAN_STREAM) == 0
+    assert officer.post("/api/scans", json={"scans": [OK, event(station="S02"), badge]}).status_code == 200
+    assert rdb.xlen(SCAN_STREAM) == 3
 
 
 def test_scans_need_a_signed_in_user(app: FastAPI, rdb: redis.Redis):
