@@ -1,10 +1,12 @@
 """Notifications through Apprise (webhook, e-mail, WeCom, DingTalk, Feishu, ...): the only
 module that talks to Apprise.
 
-Delivery is at most once per channel: the consumer of the `notify` group claims one row per
-(alert, channel) in the transaction that records the alert as consumed, and the sender marks
-a row `sending` before it calls Apprise. A row found `sending` after a crash is marked
-`failed`, never sent again, because the channel may already have it. Failed attempts are
+The consumer of the `notify` group claims one row per (alert, channel) in the transaction that
+records the alert as consumed, and the sender marks a row `sending` before it calls Apprise. A
+row found `sending` after a crash may or may not have reached its channel, and nothing can tell
+which: on a webhook (a program, which drops a repeat by the alert id in the message) it is sent
+again, at least once; on a channel people read (e-mail, chat) it is marked `failed` and never
+repeated, at most once (`interrupted:` of the channel overrides either). Failed attempts are
 retried with exponential backoff; when more alerts are due on a channel than its rate limit or
 `digest_after` allow, they go out as one digest.
 """
@@ -26,7 +28,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import apprise
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, case, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -43,6 +45,7 @@ BATCH = 500
 DIGEST_LINES = 30  # alerts listed one per line in a digest; the rest are counted
 ERROR_CHARS = 500
 INTERRUPTED = "interrupted while sending (the process stopped); not repeated, the channel may have it"
+RESENT = "interrupted while sending (the process stopped); sent again, the receiver may get it twice"
 
 DeliveryState = Literal["pending", "sending", "sent", "failed", "digested"]
 
@@ -265,19 +268,27 @@ class Notifier:
                 self.wake[ch.id].set()
 
     def recover(self) -> int:
-        """Mark deliveries left `sending` by a stopped process as failed; returns how many."""
+        """Deliveries left `sending` by a stopped process: due again on the channels that resend
+        them, failed on the others; returns how many."""
+        resend = [ch.id for ch in self.channels if ch.config.resends_interrupted()]
         with Session(self.engine) as s, s.begin():
-            n = len(
-                s.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.state == "sending")
-                    .values(state="failed", last_error=INTERRUPTED)
-                    .returning(DeliveryRow.id)
-                ).all()
-            )
-        if n:
-            logger.warning("%d notifications were interrupted while sending; not repeated", n)
-        return n
+            again = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.state == "sending", DeliveryRow.channel.in_(resend))
+                .values(state="pending", next_at=self.clock(), last_error=RESENT)
+                .returning(DeliveryRow.id)
+            ).all()
+            dropped = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.state == "sending")
+                .values(state="failed", last_error=INTERRUPTED)
+                .returning(DeliveryRow.id)
+            ).all()
+        if again:
+            logger.warning("%d notifications were interrupted while sending; sending them again", len(again))
+        if dropped:
+            logger.warning("%d notifications were interrupted while sending; not repeated", len(dropped))
+        return len(again) + len(dropped)
 
     def snapshot(self, alert_id: str) -> Path | None:
         path = self.evidence_dir / alert_id / "snapshot.jpg"
@@ -357,7 +368,10 @@ class Notifier:
                 s.execute(
                     update(DeliveryRow)
                     .where(DeliveryRow.id.in_(ids))
-                    .values(state=done, sent_at=now, last_error=None)
+                    # A resent row keeps saying so: its receiver may have it twice.
+                    .values(
+                        state=done, sent_at=now, last_error=case((DeliveryRow.last_error == RESENT, RESENT))
+                    )
                 )
             else:
                 self._failed(s, ids, error, now)

@@ -4,14 +4,16 @@
 
 A service process does what `bondwatch run` does with an alert: it stores it with its outbox
 row in one transaction, publishes the outbox to a real redis-server, and its notifier threads
-consume the stream (consumer group `notify`) and post each alert to a local webhook. The
+consume the stream (consumer group `notify`) and post each alert to a local webhook (json://).
+(E-mail is left out: Apprise paces its SMTP sends, about one every two seconds; the at-most-once
+side of a channel people read is tested in tests/test_delivery.py.) The
 service raises the alerts of the burst at about 200 a second. During the burst Redis is killed
 and restarted empty twice (at 30 % and 65 % of the alerts stored) and the service is SIGKILLed
 once (at 50 %) and restarted, raising the rest. Then the bench waits until every delivery row is
-final and prints: alerts stored (and distinct), consumed, posted to the webhook (distinct,
-missing, duplicates) and the delivery states. The promise: every alert stored once and
-delivered at least once; each channel notified at most once (a kill during a send leaves that
-row `failed`, never re-sent, since the channel may have it).
+final and prints: alerts stored (and distinct), consumed, and per channel the messages received
+(distinct alerts, missing, repeats) and the delivery states. The promise: every alert stored
+once and consumed; the webhook gets every alert at least once (a send cut short by the kill is
+sent again: the receiver drops a repeat by alert id, so a repeat can only follow such a cut).
 """
 
 from __future__ import annotations
@@ -119,32 +121,31 @@ def main() -> None:
         time.sleep(0.1)
     print(f"{n} alerts stored {time.monotonic() - t0:.1f} s after the start")
 
-    def states() -> dict[str, str]:
+    def states() -> list[tuple[str, str, str]]:
         with Session(store.engine) as s:
-            return dict(s.execute(select(DeliveryRow.alert_id, DeliveryRow.state)).all())
+            return list(s.execute(select(DeliveryRow.channel, DeliveryRow.alert_id, DeliveryRow.state)).all())
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         st = states()
-        if len(st) == n and all(v in ("sent", "failed") for v in st.values()):
+        if len(st) == n and all(state in ("sent", "failed") for _, _, state in st):
             break
         time.sleep(0.5)
     print(f"every delivery final {time.monotonic() - t0:.1f} s after the start")
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
-    posted = hook.alert_ids()
-    st = states()
     with Session(store.engine) as s:
         consumed = len(s.scalars(select(ConsumedRow.alert_id)).all())
         ids = set(s.scalars(select(AlertRow.id)).all())
         tracks = len(set(s.scalars(select(AlertRow.track)).all()))
-    failed = [k for k, v in st.items() if v == "failed"]
-    print(f"stored {len(ids)} (distinct events {tracks})   consumed {consumed}   delivery rows {len(st)} "
-          f"{dict(Counter(st.values()))}")  # fmt: skip
-    print(f"webhook posts {len(posted)}   distinct {len(set(posted))}   missing {len(ids - set(posted))}"
-          f"   duplicates {len(posted) - len(set(posted))}")  # fmt: skip
-    print(f"rows left `failed` (killed mid-send) that the webhook did receive: "
-          f"{sum(f in set(posted) for f in failed)} of {len(failed)}")  # fmt: skip
+    print(f"stored {len(ids)} (distinct events {tracks})   consumed {consumed}")
+    received = {"desk": hook.alert_ids()}
+    for channel, got in received.items():
+        rows = {alert: state for ch, alert, state in states() if ch == channel}
+        failed = {alert for alert, state in rows.items() if state == "failed"}
+        print(f"{channel:<5} received {len(got)}   distinct {len(set(got))}   missing {len(ids - set(got))}"
+              f"   repeats {len(got) - len(set(got))}   rows {dict(Counter(rows.values()))}"
+              f"   failed rows the receiver has: {len(failed & set(got))} of {len(failed)}")  # fmt: skip
     hook.stop()
     server.stop()
 

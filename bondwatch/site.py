@@ -209,6 +209,10 @@ AlertTypeName = Literal[
 ]
 
 
+# Apprise's plain HTTP posts: read by programs, which can drop a repeat by the alert id.
+WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
 class NotifyChannel(Strict):
     id: Id = Field(description="unique channel id, stored with each delivery")
     url: str = Field(
@@ -219,6 +223,18 @@ class NotifyChannel(Strict):
         ["all"], description="the alert types sent to this channel; `all` (the default): every type"
     )
     language: Literal["zh-CN", "en"] = Field("zh-CN", description="language of the messages")
+    interrupted: Literal["resend", "drop"] | None = Field(
+        None,
+        description="a send cut short by a crash: `resend` it (at least once: the receiver drops a"
+        " repeat by the alert id in the message) or `drop` it (at most once: marked failed, never"
+        " repeated). Default: resend on webhooks (json://, xml://, form://), drop on channels people"
+        " read (e-mail, chat), where a repeat is a second message",
+    )
+
+    def resends_interrupted(self) -> bool:
+        if self.interrupted is not None:
+            return self.interrupted == "resend"
+        return self.url.split("://", 1)[0].lower() in WEBHOOK_SCHEMES
 
     @field_validator("rules", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from test_notify import SITE_YAML, Webhook, make_alert
 
 from alerts.bus import ALERT_STREAM, AlertBus
 from alerts.delivery import ConsumedRow, StreamConsumer
-from alerts.notify import GROUP, INTERRUPTED, DeliveryRow, Notifier, NotifyService
+from alerts.notify import GROUP, INTERRUPTED, RESENT, DeliveryRow, Notifier, NotifyService
 from alerts.outbox import Outbox, Publisher
 from alerts.store import AlertStore
 from alerts.types import Alert
@@ -33,14 +33,15 @@ from bondwatch.site import parse_site
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def channel_yaml(webhook: Webhook) -> str:
+def channel_yaml(webhook: Webhook, interrupted: str | None = None) -> str:
     """One webhook channel that sends every alert alone, at once, retrying quickly."""
+    policy = f", interrupted: {interrupted}" if interrupted else ""
     return f"""
   snapshot_wait_s: 0
   digest_after: 10000
   rate_limit: {{max_per_minute: 10000}}
   retry: {{max_attempts: 10, backoff_s: 0.2, backoff_max_s: 1}}
-  channels: [{{id: desk, url: '{webhook.url()}'}}]
+  channels: [{{id: desk, url: '{webhook.url()}'{policy}}}]
 """
 
 
@@ -267,11 +268,15 @@ def test_entries_left_by_a_vanished_consumer_are_taken_over(
         consumer.stop()
 
 
-def test_bondwatch_notify_killed_in_the_middle_of_a_post_never_posts_it_again(
-    tmp_path: Path, db_url: str, store: AlertStore, redis_server: RedisServer, webhook: Webhook
-):
+@pytest.mark.parametrize("interrupted", ["drop", None])
+def test_bondwatch_notify_killed_in_the_middle_of_a_post(
+    tmp_path: Path, db_url: str, store: AlertStore, redis_server: RedisServer, webhook: Webhook,
+    interrupted: str | None,
+):  # fmt: skip
+    """`drop` never posts the interrupted alert again (at most once); a webhook by default posts
+    it again (at least once: this receiver got it before the kill, so it has it twice)."""
     site_file = tmp_path / "site.yaml"
-    site_file.write_text(SITE_YAML + channel_yaml(webhook), encoding="utf-8")
+    site_file.write_text(SITE_YAML + channel_yaml(webhook, interrupted), encoding="utf-8")
     outbox, bus = Outbox(store), AlertBus(redis_server.url)
     alerts = [make_alert(i=i) for i in range(8)]
     webhook.hold_from = 3  # the fourth post arrives and gets no answer
@@ -298,7 +303,7 @@ def test_bondwatch_notify_killed_in_the_middle_of_a_post_never_posts_it_again(
     assert delivery_states(store)[held] == ["sending"]
     webhook.hold_from = None
     webhook.release.set()
-    site = parse_site(SITE_YAML + channel_yaml(webhook))
+    site = parse_site(SITE_YAML + channel_yaml(webhook, interrupted))
     service = NotifyService(site, store, redis_server.url, tmp_path)
     service.start()
     try:
@@ -310,8 +315,14 @@ def test_bondwatch_notify_killed_in_the_middle_of_a_post_never_posts_it_again(
     finally:
         service.stop()
         bus.close()
-    assert sorted(webhook.alert_ids()) == sorted(a.id for a in alerts)  # each posted once
-    assert delivery_states(store) == {a.id: ["failed" if a.id == held else "sent"] for a in alerts}
     with Session(store.engine) as s:
-        assert s.scalar(select(DeliveryRow.last_error).where(DeliveryRow.alert_id == held)) == INTERRUPTED
+        note = s.scalar(select(DeliveryRow.last_error).where(DeliveryRow.alert_id == held))
         assert s.scalar(select(func.count()).select_from(DeliveryRow)) == len(alerts)
+    if interrupted == "drop":
+        assert sorted(webhook.alert_ids()) == sorted(a.id for a in alerts)  # each posted once
+        assert delivery_states(store) == {a.id: ["failed" if a.id == held else "sent"] for a in alerts}
+        assert note == INTERRUPTED
+    else:
+        assert sorted(webhook.alert_ids()) == sorted([*(a.id for a in alerts), held])  # the held one twice
+        assert delivery_states(store) == {a.id: ["sent"] for a in alerts}
+        assert note == RESENT

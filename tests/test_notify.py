@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from test_dashboard import PetsLive
 
 from alerts.bus import AlertBus
-from alerts.notify import INTERRUPTED, DeliveryRow, Notifier, NotifyError, deliveries
+from alerts.notify import INTERRUPTED, RESENT, DeliveryRow, Notifier, NotifyError, deliveries
 from alerts.store import AlertStore
 from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
@@ -478,7 +478,8 @@ def test_gives_up_after_the_last_attempt(store: AlertStore, tmp_path: Path):
 
 
 def test_a_send_cut_short_by_a_crash_is_never_repeated(store: AlertStore, webhook: Webhook, tmp_path: Path):
-    site = make_site(f"  snapshot_wait_s: 0\n  channels: [{{id: desk, url: '{webhook.url()}'}}]")
+    channel = f"{{id: desk, url: '{webhook.url()}', interrupted: drop}}"
+    site = make_site(f"  snapshot_wait_s: 0\n  channels: [{channel}]")
     notifier = Notifier(site, store.engine, tmp_path / "evidence")
     raise_alerts(store, notifier, [make_alert()])
     with Session(store.engine) as s, s.begin():  # what a process killed in the middle leaves
@@ -489,6 +490,34 @@ def test_a_send_cut_short_by_a_crash_is_never_repeated(store: AlertStore, webhoo
     (row,) = _rows(store)
     assert (row.state, row.last_error) == ("failed", INTERRUPTED)
     assert webhook.posts == []
+
+
+def test_a_webhook_send_cut_short_by_a_crash_is_sent_again(
+    store: AlertStore, webhook: Webhook, tmp_path: Path
+) -> None:
+    site = make_site(f"  snapshot_wait_s: 0\n  channels: [{{id: desk, url: '{webhook.url()}'}}]")
+    notifier = Notifier(site, store.engine, tmp_path / "evidence")
+    alert = make_alert()
+    raise_alerts(store, notifier, [alert])
+    with Session(store.engine) as s, s.begin():  # what a process killed in the middle leaves
+        s.get_one(DeliveryRow, 1).state = "sending"
+    restarted = Notifier(site, store.engine, tmp_path / "evidence")
+    assert restarted.recover() == 1
+    assert restarted.send_due() == 1
+    (row,) = _rows(store)
+    assert (row.state, row.last_error) == ("sent", RESENT)
+    assert webhook.alert_ids() == [alert.id]  # the id in the message lets the receiver drop a repeat
+
+
+@pytest.mark.parametrize(
+    ("url", "resends"),
+    [("json://h/x", True), ("forms://h/x", True), ("mailto://u:p@example.com", False),
+     ("wecombot://key", False), ("dingtalk://s@t/", False)],
+)  # fmt: skip
+def test_only_webhooks_resend_an_interrupted_send_by_default(url: str, resends: bool):
+    site = make_site(f"  channels: [{{id: a, url: '{url}'}}, {{id: b, url: '{url}', interrupted: drop}}]")
+    a, b = site.notifications.channels
+    assert (a.resends_interrupted(), b.resends_interrupted()) == (resends, False)
 
 
 def _rows(store: AlertStore) -> list[DeliveryRow]:
