@@ -16,7 +16,8 @@ station on the picture, so both ways draw zones, states and boxes.
    and the service's CPU time is read from /proc. Prints CPU-seconds per second, over the
    service with no viewer, video frames per second each viewer got, overlay messages per
    second each viewer got, and the browser/burned ratios.
-2. Glass-to-glass in Chromium in both ways (burned, then browser), on the same camera.
+2. Glass-to-glass in Chromium in both ways (ABBA again, `--g2g-seconds` per mode), on the same
+   camera; the canvas's counters show the browser-drawn overlay was drawn, and how it synced.
 
 The viewers decode the video in this process, and a training job may be running: absolute
 figures are pessimistic and noisy; compare the modes within one run.
@@ -189,7 +190,7 @@ def idle_cpu(pid: int, seconds: float) -> float:
 
 
 def glass_to_glass(url: str, password: str, seconds: float) -> dict[str, dict]:
-    """Chromium watches the camera each way in turn; latency of every presented frame."""
+    """Chromium watches the camera each way in turn (ABBA); latency of every presented frame."""
     out: dict[str, dict] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -199,7 +200,7 @@ def glass_to_glass(url: str, password: str, seconds: float) -> dict[str, dict]:
         page.fill("#login-password", password)
         page.click("#login-form button[type=submit]")
         page.wait_for_url(f"{url}/")
-        for mode in ("burned", "browser"):
+        for mode in ("burned", "browser", "browser", "burned"):
             page.goto(f"{url}/?overlays={mode}")
             page.wait_for_function(
                 f"() => (document.querySelector('video[data-camera=\"{CAMERA}\"]')"
@@ -207,13 +208,17 @@ def glass_to_glass(url: str, password: str, seconds: float) -> dict[str, dict]:
                 timeout=60_000,
             )
             time.sleep(3)  # let the jitter buffer settle after the first frames
-            result = page.evaluate(PAGE_SAMPLER, [seconds, BITS, list(BAND), STRIPE])
+            result = page.evaluate(PAGE_SAMPLER, [seconds / 2, BITS, list(BAND), STRIPE])
             canvas = f'.tile[data-camera="{CAMERA}"] canvas.overlay'
             result["canvas"] = page.evaluate(f"() => ({{...document.querySelector('{canvas}').dataset}})")
             page.locator(f'.tile[data-camera="{CAMERA}"]').screenshot(
                 path=str(Path(tempfile.gettempdir()) / f"overlay-{mode}.png")
             )
-            out[mode] = result
+            seen = out.setdefault(mode, {"lat": [], "bad": 0, "passes": []})
+            seen["lat"] += result["lat"]
+            seen["bad"] += result["bad"]
+            seen["passes"].append(statistics.median(result["lat"]) if result["lat"] else None)
+            seen["canvas"] = result["canvas"]
         browser.close()
     return out
 
@@ -301,8 +306,10 @@ def main() -> None:
             print(f"glass-to-glass, {mode}: no frame decoded ({result['bad']} unreadable)")
             continue
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+        passes = ", ".join("-" if m is None else f"{m:.0f}" for m in result["passes"])
         print(f"glass-to-glass, {mode}: median {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, "
-              f"{len(lat)} frames ({result['bad']} unreadable); canvas {result['canvas']}")  # fmt: skip
+              f"{len(lat)} frames ({result['bad']} unreadable; pass medians {passes}); "
+              f"canvas {result['canvas']}")  # fmt: skip
 
 
 if __name__ == "__main__":

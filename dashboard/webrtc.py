@@ -62,7 +62,11 @@ BITRATE = 1_500_000  # bits per second per camera: sharp 720p on a LAN
 RTP_MOD = 1 << 32
 
 Overlays = Literal["burned", "browser"]
-# The default, by bench/overlay_modes.py on the 2-core box (see the README's "Measured" table).
+# The default, by bench/overlay_modes.py on the 2-core box (two runs, 1280x720, 12 fps): drawing
+# in the browser cost the service 0.94-0.95x the CPU of burning in with 1 viewer and 0.99-1.01x
+# with 4, inside the spread between passes, at the same fps and glass-to-glass latency. The
+# encode, not the drawing (about 2 ms a frame), is the cost, so burned-in stays the default: it
+# works in any browser. "browser" pays off once the camera's own stream is relayed unencoded.
 DEFAULT_OVERLAYS: Overlays = "burned"
 OVERLAY_CHANNEL = "overlay"  # the data channel's label; the page creates it before its offer
 CHANNEL_BACKLOG = 64 * 1024  # bytes queued on a viewer's channel beyond which messages are dropped
