@@ -16,6 +16,7 @@ import binascii
 import functools
 import getpass
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 import zipfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,7 +344,9 @@ class Evidence:
     """Snapshots, clips and packages of the alerts in `store`, under DATA/evidence/.
 
     `ring` (the detection loop feeds it) is needed for snapshots, `recording` for clips; either
-    may be None, and then that kind of evidence is simply not made. `site` gives the zones and
+    may be None, and then that kind of evidence is simply not made. With `prepare_clips`, each
+    alert's clips (original and annotated) are cut in the background as soon as its window is
+    recorded, so the desk and an export need not wait for the re-encode. `site` gives the zones and
     time zone to burn in (replace the attribute when the site changes). A clip window that
     ended `settle_s` ago counts as recorded even when no later segment came.
     """
@@ -357,6 +360,7 @@ class Evidence:
         ring: FrameRing | None = None,
         *,
         settle_s: float = CLIP_SETTLE_S,
+        prepare_clips: bool = False,
     ):
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / EVIDENCE_SUBDIR
@@ -367,6 +371,7 @@ class Evidence:
         self.settle_s = settle_s
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self.preparer = ClipPreparer(self) if prepare_clips and recording is not None else None
 
     def folder(self, alert_id: str) -> Path:
         if not alert_id.isalnum():  # ids are uuid hex; nothing else may reach the file system
@@ -388,6 +393,8 @@ class Evidence:
         tmp = path.with_name(f".{SNAPSHOT}.part")
         tmp.write_bytes(render_snapshot(shot, alert, self.site))
         tmp.replace(path)
+        if self.preparer is not None:
+            self.preparer.schedule(alert)
         return path
 
     def snapshot(self, alert_id: str) -> Path:
@@ -519,6 +526,50 @@ class Evidence:
         )  # fmt: skip
         logger.info("exported the evidence of case %s to %s (%d files)", case.id, out, len(files))
         return Exported(out, len(files), fingerprint(pub), not clip_note)
+
+
+class ClipPreparer:
+    """Cuts each scheduled alert's clips, original and annotated, once its window is recorded:
+    one background thread, oldest due first, retried while the window is still being written."""
+
+    RETRY_S = 10.0
+
+    def __init__(self, evidence: Evidence, clock: Callable[[], float] = time.time):
+        self.evidence = evidence
+        self.clock = clock
+        self._due: list[tuple[float, float, str]] = []  # (when, given up at, alert id): a heap
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.prepared = 0
+
+    def schedule(self, alert: Alert) -> None:
+        ts = alert.ts if alert.ts is not None else self.clock()
+        first = ts + CLIP_POST_S + self.RETRY_S
+        with self._wake:
+            heapq.heappush(self._due, (first, first + self.evidence.settle_s + 60.0, alert.id))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="evidence-clips", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > self.clock():
+                    self._wake.wait(max(0.05, self._due[0][0] - self.clock()) if self._due else None)
+                when, give_up, alert_id = heapq.heappop(self._due)
+            try:
+                self.evidence.clip(alert_id, annotated=True)
+                self.prepared += 1
+            except ClipPending:
+                again = max(when, self.clock()) + self.RETRY_S
+                if again < give_up:
+                    with self._wake:
+                        heapq.heappush(self._due, (again, give_up, alert_id))
+            except NoEvidence as e:
+                logger.info("no clip for alert %s: %s", alert_id, e)
+            except Exception:  # one bad clip must not stop the others
+                logger.exception("preparing the clips of alert %s failed", alert_id)
 
 
 def _window(case: Case) -> tuple[str, float, float]:

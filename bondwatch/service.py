@@ -377,7 +377,7 @@ async def _serve(
     outbox = Outbox(store)
     publisher = Publisher(outbox, bus)
     retention = RetentionWorker(Retention(db_url, data_dir, site.retention))
-    evidence = Evidence(data_dir, store, recording, site, FrameRing())
+    evidence = Evidence(data_dir, store, recording, site, FrameRing(), prepare_clips=True)
     sink = AlertSink(outbox, recording, evidence)
     cameras = Cameras(site, sink, recording)
     # Read back as far as a scan can still cover a departure, for scans made while we were down.

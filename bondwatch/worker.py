@@ -85,7 +85,7 @@ class Worker:
         self.outbox = Outbox(store, fence=self.keeper.fence)
         self.bus = AlertBus(self.redis_url)
         recording = recording_store(self.site, self.data_dir, fence=self.keeper.fence)
-        evidence = Evidence(self.data_dir, store, recording, self.site, FrameRing())
+        evidence = Evidence(self.data_dir, store, recording, self.site, FrameRing(), prepare_clips=True)
         sink = AlertSink(self.outbox, recording, evidence)
         self.cameras = Cameras(self.site, sink, recording, owned=True)
         listener: ScanListener | None = None

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_for
 from fastapi.testclient import TestClient
 from rtsp import make_h264_mp4
 
@@ -279,6 +280,29 @@ def test_a_clip_waits_for_its_window_to_be_recorded(world: World) -> None:
     with pytest.raises(ClipPending, match="still being written") as err:
         world.evidence.clip(late.id)
     assert err.value.retry_after_s > 0
+
+
+def test_clips_are_cut_in_the_background_once_their_window_is_recorded(world: World) -> None:
+    evidence = Evidence(
+        world.data, world.store, world.recording, world.site, world.ring, settle_s=600.0, prepare_clips=True
+    )
+    assert evidence.preparer is not None
+    sink = AlertSink(Outbox(world.store), world.recording, evidence)
+    ready = Alert(type="unauthorized_entry", camera="pets", zone="lawn", track=103, t=8.0, ts=world.t0 + 8.0)
+    late = Alert(type="unauthorized_entry", camera="pets", zone="lawn", track=104, t=25.0, ts=world.t0 + 25.0)
+    clock = [time.time()]
+    evidence.preparer.clock = lambda: clock[0]
+    sink.emit(ready)
+    sink.emit(late)
+    folder = world.data / "evidence"
+    time.sleep(0.5)
+    assert not (folder / ready.id / "clip-annotated.mp4").exists()  # not before its post-roll is due
+    clock[0] += 30.0  # both windows' post-roll has passed; only `ready`'s is recorded
+    assert wait_for(lambda: evidence.preparer.prepared == 1, 60)
+    assert (folder / ready.id / "clip.mp4").is_file() and (folder / ready.id / "clip-annotated.mp4").is_file()
+    time.sleep(0.5)
+    assert not (folder / late.id / "clip.mp4").exists()  # still being written: tried again later
+    assert evidence.preparer._due and evidence.preparer._due[0][2] == late.id
 
 
 def test_no_clip_where_nothing_was_recorded(world: World) -> None:
