@@ -528,6 +528,9 @@ class Evidence:
         return Exported(out, len(files), fingerprint(pub), not clip_note)
 
 
+NICE = 10  # the priority of background clip cutting (19 = lowest)
+
+
 class ClipPreparer:
     """Cuts each scheduled alert's clips, original and annotated, once its window is recorded:
     one background thread, oldest due first, retried while the window is still being written."""
@@ -553,6 +556,12 @@ class ClipPreparer:
             self._wake.notify()
 
     def _run(self) -> None:
+        # The re-encode must never starve detection: this thread (and the encoder threads it
+        # starts, which inherit it) runs at a low priority. Linux gives each thread its own.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except (AttributeError, OSError) as e:
+            logger.info("clip preparation runs at normal priority: %s", e)
         while True:
             with self._wake:
                 while not self._due or self._due[0][0] > self.clock():
