@@ -30,6 +30,7 @@ class HealthOut(BaseModel):
     reconnects: int | None = None
     last_frame_ts: float | None = Field(None, description="UNIX time of the newest frame")
     error: str | None = None
+    tamper: str = Field("", description="tamper conditions now (covered, moved, blurred, frozen), or empty")
 
 
 class CameraOut(BaseModel):

@@ -43,6 +43,7 @@ class Stack:
     redis_url: str
     store: AlertStore
     bus: AlertBus
+    live: PetsLive
 
 
 @contextlib.contextmanager
@@ -78,7 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         live = PetsLive(parse_site(SITE_YAML))
         app = create_app(live, store, bus, accounts, title="BondWatch 监控台")
         with serve(app) as url:
-            yield Stack(url, redis_url, store, bus)
+            yield Stack(url, redis_url, store, bus, live)
         bus.close()
     store.close()
 
@@ -136,6 +137,12 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
     expect(page.locator('.tile[data-camera="pets"] .health')).to_have_text("在线")
     expect(page.locator('.tile[data-camera="dock"] .health')).to_have_text("离线")
     expect(page.locator('.tile[data-camera="dock"] .stats')).to_have_text("connection refused")
+    # A live camera whose lens is covered is not supervising: its badge says so, and why.
+    stack.live.tamper = "covered"
+    expect(page.locator('.tile[data-camera="pets"] .health')).to_have_text("遮挡/移位", timeout=10_000)
+    expect(page.locator('.tile[data-camera="pets"] .stats')).to_contain_text("画面异常: covered")
+    stack.live.tamper = ""
+    expect(page.locator('.tile[data-camera="pets"] .health')).to_have_text("在线", timeout=10_000)
     expect(page.locator(".alert")).to_have_count(2)
     expect(page.locator(".alert").first).to_contain_text("未扫码离开")
 

@@ -99,6 +99,7 @@ class Health:
     reconnects: int = 0
     last_frame_ts: float | None = None
     error: str | None = None
+    tamper: str = ""
 
 
 def ground_truth(n: int) -> dict[int, tuple[Detection, ...]]:
@@ -129,6 +130,7 @@ class PetsLive:
         cap.release()
         self.truth = ground_truth(n_frames)
         self.t0 = time.time()
+        self.tamper = ""  # what camera `pets`'s tamper detector says now
 
     def latest(self, camera: str) -> tuple[Frame | None, DetectionBatch | None]:
         if camera != "pets":
@@ -143,7 +145,7 @@ class PetsLive:
     def health(self) -> dict[str, Health]:
         k = int((time.time() - self.t0) * 10)
         return {
-            "pets": Health("pets", "live", fps=10.0, frames=k, last_frame_ts=time.time()),
+            "pets": Health("pets", "live", fps=10.0, frames=k, last_frame_ts=time.time(), tamper=self.tamper),
             "dock": Health("dock", "offline", reconnects=3, error="connection refused"),
         }
 
@@ -249,6 +251,7 @@ def test_cameras_list_zones_and_health(client: TestClient):
         "reconnects": 3,
         "last_frame_ts": None,
         "error": "connection refused",
+        "tamper": "",
     }
     zones = {z["id"]: z for z in cams["pets"]["zones"]}
     assert zones["lawn"]["kind"] == "restricted"

@@ -14,9 +14,12 @@ const I18N = {
     unscanned_departure: "未扫码离开",
     camera_offline: "摄像头离线",
     camera_online: "摄像头恢复",
+    camera_tamper: "摄像头遮挡或移位",
     state_connecting: "连接中",
     state_live: "在线",
     state_stalled: "卡顿",
+    state_tampered: "遮挡/移位",
+    tamper: "画面异常",
     state_offline: "离线",
     state_unknown: "未知",
     camera: "摄像头",
@@ -125,9 +128,12 @@ const I18N = {
     unscanned_departure: "Unscanned departure",
     camera_offline: "Camera offline",
     camera_online: "Camera back online",
+    camera_tamper: "Camera blocked or moved",
     state_connecting: "Connecting",
     state_live: "Live",
     state_stalled: "Stalled",
+    state_tampered: "Tampered",
+    tamper: "picture",
     state_offline: "Offline",
     state_unknown: "Unknown",
     camera: "Camera",
@@ -367,7 +373,9 @@ class CameraTile {
 
   render() {
     const c = this.camera;
-    const state = c.health ? c.health.state : "unknown";
+    // A live camera whose picture is covered, moved, blurred or frozen is not supervising.
+    const tampered = Boolean(c.health && c.health.state === "live" && c.health.tamper);
+    const state = c.health ? (tampered ? "tampered" : c.health.state) : "unknown";
     this.el.querySelector(".name").textContent = c.name;
     this.el.querySelector(".cam-id").textContent = c.id;
     const badge = this.el.querySelector(".health");
@@ -376,14 +384,15 @@ class CameraTile {
     const zones = c.zones.map((z) => z.id).join(", ");
     this.el.querySelector(".zones").textContent = zones ? `${t("zones")}: ${zones}` : "";
     const stats = [];
-    if (c.health && state === "live" && c.health.fps !== null) stats.push(`${c.health.fps.toFixed(1)} fps`);
+    if (c.health && (state === "live" || tampered) && c.health.fps !== null) stats.push(`${c.health.fps.toFixed(1)} fps`);
     if (this.videoState === "playing" && state !== "offline") {
       stats.push(`${this.video.videoWidth}×${this.video.videoHeight}`);
     }
-    if (c.health && state !== "live" && c.health.error) stats.push(c.health.error);
+    if (tampered) stats.push(`${t("tamper")}: ${c.health.tamper}`);
+    else if (c.health && state !== "live" && c.health.error) stats.push(c.health.error);
     const statsEl = this.el.querySelector(".stats");
     statsEl.textContent = stats.join(" · ");
-    statsEl.classList.toggle("error", Boolean(c.health && state !== "live" && c.health.error));
+    statsEl.classList.toggle("error", tampered || Boolean(c.health && state !== "live" && c.health.error));
     this.status.textContent =
       this.videoState === "playing" ? "" : t(this.videoState === "lost" ? "video_lost" : "video_connecting");
   }
@@ -657,7 +666,7 @@ function addAlerts(list, fresh) {
   renderAlerts();
 }
 
-const ALERT_TYPES = ["unauthorized_entry", "unscanned_departure", "camera_offline", "camera_online"];
+const ALERT_TYPES = ["unauthorized_entry", "unscanned_departure", "camera_tamper", "camera_offline", "camera_online"];
 const CASE_STATES = ["new", "acknowledged", "resolved"];
 const RESOLUTIONS = ["confirmed_violation", "false_alarm", "explained"];
 
