@@ -13,8 +13,10 @@ because in replay their `ts` is the decoding machine's clock, not the video's.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from alerts.types import Alert, iso
 from bondwatch.scans import ScanEvent
@@ -32,6 +34,17 @@ REID_WINDOW_S = 3.0
 REID_DISTANCE_PX = 120.0
 # Scans older than the window by this much can no longer match a departure still to come.
 SCAN_KEEP_S = FORGET_S + 60.0
+# A unit (or person) that the previous owner of a camera saw at a station (or in a zone) is
+# handed over as a "ghost": the first new track that appears where it was within this many
+# seconds of the new owner's first frame inherits its state (see RuleEngine.restore_state).
+HANDOVER_ADOPT_S = 5.0
+_EVENT_NS = uuid.UUID("6f1c0e2a-6d1b-4c1e-9a43-3b1f0b8c2d57")
+
+
+def event_id(kind: str, camera: str, zone: str, track: int, ts: float) -> str:
+    """The alert id of one rule event: the same event gives the same id on whichever worker
+    decides it (its camera's state moves with the camera), so the store keeps it once."""
+    return uuid.uuid5(_EVENT_NS, f"{kind}|{camera}|{zone}|{track}|{ts:.3f}").hex
 
 
 @dataclass
@@ -50,15 +63,40 @@ class _Unit:
     last_t: float = 0.0
     last_foot: tuple[float, float] = (0.0, 0.0)
     conf: float = 0.0
+    ghost: bool = False  # handed over by the camera's previous owner, not yet matched to a track
+    origin: int | None = None  # the track id the current stay began under, on any owner
+
+
+# What of a _Unit travels to a camera's next owner; the times are video times.
+_UNIT_FIELDS = ("inside", "departed", "inside_run", "run_t", "in_t", "last_in_t", "outside", "out_t",
+                "out_ts", "last_t", "conf", "origin")  # fmt: skip
+_UNIT_TIMES = ("run_t", "in_t", "last_in_t", "out_t", "last_t")
 
 
 @dataclass
 class _Departure:
     camera: str
     track: int
-    t: float
+    t: float  # video time in this rule's time base (see `shift`)
     ts: float
     conf: float
+    # Seconds added to `t` when the departure was handed over from a stream with another time
+    # base: the alert reports `t - shift`, the video time in which the unit was seen leaving.
+    shift: float = 0.0
+    origin: int | None = None  # the track id its stay began under (another owner's, after a handover)
+
+    @property
+    def seen_t(self) -> float:
+        return self.t - self.shift
+
+    def to_json(self) -> dict[str, Any]:
+        return {"track": self.track, "t": self.t, "ts": self.ts, "conf": self.conf, "shift": self.shift,
+                "origin": self.origin}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, camera: str, d: dict[str, Any], shift: float) -> _Departure:
+        return cls(camera, int(d["track"]), d["t"] + shift, d["ts"], d["conf"], d["shift"] + shift,
+                   d["origin"])  # fmt: skip
 
 
 @dataclass
@@ -80,6 +118,10 @@ class _Scan:
             return f"t={self.t:.1f} s"
         assert self.ts is not None
         return iso(self.ts)
+
+    def key(self) -> tuple[str, float | None, float | None]:
+        """Identifies the scan on every worker (all of them read every scan)."""
+        return (self.serial, self.t, self.ts)
 
 
 @dataclass
@@ -116,7 +158,7 @@ class DepartureRule:
                     u.run_t = batch.t
                 # after a departure, a return counts only as surely as a departure does
                 if not u.inside and (not u.departed or u.inside_run >= self.zone.exit_detections):
-                    u.inside, u.in_t = True, u.run_t
+                    u.inside, u.in_t, u.origin = True, u.run_t, det.track
                 if u.inside:
                     u.last_in_t = batch.t
                 u.outside = 0
@@ -128,7 +170,8 @@ class DepartureRule:
                     u.inside, u.outside, u.departed = False, 0, True
                     # a unit carried through the zone without stopping was never at the station
                     if u.last_in_t - u.in_t >= self.zone.dwell_s - 1e-9:
-                        dep = _Departure(batch.camera, det.track, u.out_t, u.out_ts, u.conf)
+                        dep = _Departure(batch.camera, det.track, u.out_t, u.out_ts, u.conf,
+                                         origin=u.origin)  # fmt: skip
                         self.pending.append(dep)
         for tid in [t for t, u in self.units.items() if batch.t - u.last_t > FORGET_S]:
             del self.units[tid]
@@ -159,6 +202,53 @@ class DepartureRule:
             return self._decide(lambda d: True)
         return self._decide(lambda d: t > d.t + self.zone.scan_grace_s)
 
+    def export(self) -> dict[str, Any]:
+        """What a camera's next owner needs to go on where this one stops: the units at the
+        station (not those gone from it), the pending departures and the scans with the
+        departures they covered. JSON-able; times in this rule's video time base."""
+        units = [
+            {"track": tid, "foot": list(u.last_foot), **{f: getattr(u, f) for f in _UNIT_FIELDS}}
+            for tid, u in self.units.items()
+            if u.inside
+        ]
+        scans = [
+            {"serial": s.serial, "t": s.t, "ts": s.ts,
+             "used_by": None if s.used_by is None else s.used_by.to_json()}
+            for s in self.scans
+        ]  # fmt: skip
+        return {"units": units, "pending": [d.to_json() for d in self.pending], "scans": scans}
+
+    def reset(self) -> None:
+        """Forget the units and pending departures (the camera went to another owner); scans
+        stay, for they are the station's, whoever watches its camera."""
+        self.units, self.pending = {}, []
+
+    def restore(self, state: dict[str, Any], shift: float, t0: float) -> None:
+        """Take over `export()`'s state from the camera's previous owner.
+
+        `shift` maps its video times into this stream's (the same wall-clock instant); `t0` is
+        this stream's first batch. Units come back as ghosts with negative ids that a new track
+        adopts (`_adopt`); the scans of this rule, read by this worker too, are merged with the
+        snapshot's, which know which departures each covered.
+        """
+        camera = self.zone.camera
+        self.units = {}
+        for i, d in enumerate(state.get("units", [])):
+            u = _Unit(**{f: d[f] for f in _UNIT_FIELDS}, last_foot=(d["foot"][0], d["foot"][1]), ghost=True)
+            for f in _UNIT_TIMES:
+                setattr(u, f, getattr(u, f) + shift)
+            u.last_t = t0
+            self.units[-1 - i] = u
+        self.pending = [_Departure.from_json(camera, d, shift) for d in state.get("pending", [])]
+        local = {s.key(): s for s in self.scans}
+        for d in state.get("scans", []):
+            s = _Scan(d["serial"], None if d["t"] is None else d["t"] + shift, d["ts"])
+            s = local.get(s.key(), s)
+            used = d.get("used_by")
+            s.used_by = None if used is None else _Departure.from_json(camera, used, shift)
+            if s.key() not in local:
+                self.scans.append(s)
+
     def _decide(self, due: Callable[[_Departure], bool]) -> list[Alert]:
         """Match the due departures, in time order, to scans; alert for those left without."""
         ready = sorted((d for d in self.pending if due(d)), key=lambda d: d.t)
@@ -180,10 +270,22 @@ class DepartureRule:
         return alerts
 
     def _adopt(self, foot: tuple[float, float], t: float, seen: set[int]) -> _Unit:
-        """A new track inherits the state of a unit just lost inside the station near it."""
+        """A new track inherits the state of a unit just lost inside the station near it, or of
+        a unit the camera's previous owner saw there (a ghost), if it appears in the station or
+        near where that one was, early enough after the handover."""
+        ghosts = [
+            (math.dist(foot, u.last_foot), tid)
+            for tid, u in self.units.items()
+            if u.ghost and 0 <= t - u.last_t <= HANDOVER_ADOPT_S
+            and (inside(foot, self.zone.polygon) or math.dist(foot, u.last_foot) <= REID_DISTANCE_PX)
+        ]
+        if ghosts:
+            u = self.units.pop(min(ghosts)[1])
+            u.ghost = False
+            return u
         best: tuple[float, int] | None = None
         for tid, u in self.units.items():
-            if u.inside and tid not in seen and 0 < t - u.last_t <= REID_WINDOW_S:
+            if u.inside and not u.ghost and tid not in seen and 0 < t - u.last_t <= REID_WINDOW_S:
                 d = math.dist(foot, u.last_foot)
                 if d <= REID_DISTANCE_PX and (best is None or d < best[0]):
                     best = (d, tid)
@@ -191,16 +293,16 @@ class DepartureRule:
 
     def _alert(self, dep: _Departure, window: list[_Scan]) -> Alert:
         z = self.zone
-        lo, hi = max(0.0, dep.t - z.scan_before_s), dep.t + z.scan_grace_s
+        lo, hi = max(0.0, dep.seen_t - z.scan_before_s), dep.seen_t + z.scan_grace_s
         why = [
-            f"unit track {dep.track} left station {z.station} (zone {z.id}) at t={dep.t:.1f} s,"
+            f"unit track {dep.track} left station {z.station} (zone {z.id}) at t={dep.seen_t:.1f} s,"
             f" seen outside in {z.exit_detections} detections in a row"
         ]
         for s in window:
             assert s.used_by is not None
             why.append(
                 f"scan {s.serial} at {s.when()} was used by track {s.used_by.track}"
-                f" (left at t={s.used_by.t:.1f} s)"
+                f" (left at t={s.used_by.seen_t:.1f} s)"
             )
         if not window:
             why.append(f"no scan at {z.station} between t={lo:.1f} s and t={hi:.1f} s")
@@ -219,9 +321,11 @@ class DepartureRule:
             camera=dep.camera,
             zone=z.id,
             station=z.station,
-            t=dep.t,
+            t=dep.seen_t,
             ts=dep.ts,
             track=dep.track,
             confidence=round(dep.conf, 3),
             explanation="; ".join(why),
+            id=event_id("unscanned_departure", dep.camera, z.id,
+                        dep.track if dep.origin is None else dep.origin, dep.ts),  # fmt: skip
         )

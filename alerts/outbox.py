@@ -2,6 +2,9 @@
 thread moves the rows to the Redis stream in order, so a Redis outage delays alerts but never
 loses one.
 
+Rule alerts carry an id derived from the event, so the same event decided twice (by two owners
+of a camera around a handover, see docs/scaling.md) is stored and published once.
+
 A row is marked published only after XADD returned, so a crash in between publishes that
 alert once more on restart; every entry carries the alert id so consumers drop the repeat.
 
@@ -19,6 +22,7 @@ from collections.abc import Callable
 
 import redis
 from sqlalchemy import Float, Integer, String, Text, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerts.bus import AlertBus
@@ -72,18 +76,25 @@ class Outbox:
             if writer is None:
                 logger.warning("camera %s: alert %s dropped: not this worker's", alert.camera, alert.id)
                 return False
-        with self.store.transaction() as s:
-            if writer is not None and not _fenced_in(s, alert, writer):
-                return False
-            new = self.store.insert(s, alert)
-            if new:
-                s.add(OutboxRow(alert_id=alert.id, payload=alert.to_json(live=True), created_at=time.time()))
-                if writer is not None:
-                    s.add(
-                        AlertWriterRow(
-                            alert_id=alert.id, camera=alert.camera, owner=writer.owner, token=writer.token
+        try:
+            with self.store.transaction() as s:
+                if writer is not None and not _fenced_in(s, alert, writer):
+                    return False
+                new = self.store.insert(s, alert)
+                if new:
+                    payload = alert.to_json(live=True)
+                    s.add(OutboxRow(alert_id=alert.id, payload=payload, created_at=time.time()))
+                    if writer is not None:
+                        s.add(
+                            AlertWriterRow(
+                                alert_id=alert.id, camera=alert.camera, owner=writer.owner, token=writer.token
+                            )
                         )
-                    )
+        except IntegrityError:
+            # The same id committed by another writer meanwhile: a rule event decided by two
+            # owners of its camera around a handover (alerts.departure.event_id). Stored once.
+            logger.info("camera %s: alert %s stored by another writer already", alert.camera, alert.id)
+            return False
         self.written.set()
         return new
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from alerts.rules import RuleEngine
 from alerts.types import Alert
@@ -57,3 +58,13 @@ class Pipeline:
             self.site = site
             self._gate(site)
         return alerts
+
+    def export_state(self, camera: str) -> dict[str, Any]:
+        """The rule state of `camera` to hand to its next owner (RuleEngine.export_state)."""
+        with self._lock:
+            return self.rules.export_state(camera)
+
+    def restore_state(self, camera: str, state: dict[str, Any] | None) -> None:
+        """Take `camera`'s rule state from its previous owner, or start it empty (None)."""
+        with self._lock:
+            self.rules.restore_state(camera, state)

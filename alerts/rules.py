@@ -15,9 +15,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.departure import DepartureRule
+from alerts.departure import HANDOVER_ADOPT_S, DepartureRule, event_id
 from alerts.types import Alert, iso
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site, Zone
@@ -32,6 +33,7 @@ REID_DISTANCE_PX = 120.0
 FORGET_S = 10.0
 # Badges older than the window and the dwell by this much can no longer cover an entry.
 BADGE_KEEP_S = 60.0
+STATE_VERSION = 1  # of RuleEngine.export_state's snapshot
 
 
 @dataclass
@@ -46,6 +48,9 @@ class _Presence:
     last_t: float = 0.0
     last_foot: tuple[float, float] = (0.0, 0.0)
     conf: float = 0.0
+    ghost: bool = False  # handed over by the camera's previous owner, not yet matched to a track
+    origin: int | None = None  # the track id this entry was first seen under, on any owner
+    shift: float = 0.0  # as _Entry.shift, for the entry under way at a handover
 
 
 @dataclass
@@ -54,10 +59,27 @@ class _Entry:
 
     camera: str
     track: int
-    t: float
+    t: float  # video time in this rule's time base (see `shift`)
     ts: float
     stayed: float  # seconds inside when it counted
     conf: float
+    # Seconds added to `t` when the entry was handed over from a stream with another time base:
+    # the alert reports `t - shift`, the video time in which the person was seen entering.
+    shift: float = 0.0
+    origin: int | None = None  # the track id it entered under (another owner's, after a handover)
+
+    @property
+    def seen_t(self) -> float:
+        return self.t - self.shift
+
+    def to_json(self) -> dict[str, Any]:
+        return {"track": self.track, "t": self.t, "ts": self.ts, "stayed": self.stayed,
+                "conf": self.conf, "shift": self.shift, "origin": self.origin}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, camera: str, d: dict[str, Any], shift: float) -> _Entry:
+        return cls(camera, int(d["track"]), d["t"] + shift, d["ts"], d["stayed"], d["conf"],
+                   d["shift"] + shift, d["origin"])  # fmt: skip
 
 
 @dataclass
@@ -80,6 +102,10 @@ class _Badge:
         assert self.ts is not None
         return iso(self.ts)
 
+    def key(self) -> tuple[str, float | None, float | None]:
+        """Identifies the badge event on every worker (all of them read every badge)."""
+        return (self.name, self.t, self.ts)
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -93,7 +119,7 @@ class Schedule:
     start: float | None = None
 
     def local(self, e: _Entry) -> datetime:
-        epoch = e.ts if self.start is None else self.start + e.t
+        epoch = e.ts if self.start is None else self.start + e.seen_t
         return datetime.fromtimestamp(epoch, self.tz)
 
 
@@ -131,12 +157,12 @@ class RestrictedZoneRule:
                 p.outside_since = None
                 if not p.inside:
                     p.inside, p.entered_t, p.entered_ts = True, batch.t, batch.ts
-                    p.counted = False
+                    p.counted, p.origin, p.shift = False, det.track, 0.0
                 assert p.entered_t is not None and p.entered_ts is not None
                 if not p.counted and batch.t - p.entered_t >= self.zone.dwell_s:
                     p.counted = True
                     e = _Entry(batch.camera, det.track, p.entered_t, p.entered_ts,
-                               batch.t - p.entered_t, p.conf)  # fmt: skip
+                               batch.t - p.entered_t, p.conf, p.shift, p.origin)  # fmt: skip
                     closed = self._closed(e)
                     if closed:
                         window = self._window(e)
@@ -178,6 +204,56 @@ class RestrictedZoneRule:
         if t is None:
             return self._decide(lambda e: True)
         return self._decide(lambda e: t > e.t + self.zone.badge_window_s)
+
+    def export(self) -> dict[str, Any]:
+        """What a camera's next owner needs to go on where this one stops: the people inside
+        (so they are not reported again), the entries waiting for their badge window and the
+        badges with the entries they admitted. JSON-able; times in this rule's video time base."""
+        people = [
+            {"track": tid, "entered_t": p.entered_t, "entered_ts": p.entered_ts,
+             "outside_since": p.outside_since, "counted": p.counted, "last_t": p.last_t,
+             "foot": list(p.last_foot), "conf": p.conf, "origin": p.origin, "shift": p.shift}
+            for tid, p in self.tracks.items()
+            if p.inside
+        ]  # fmt: skip
+        badges = [
+            {"name": b.name, "t": b.t, "ts": b.ts, "used_by": [e.to_json() for e in b.used_by]}
+            for b in self.badges
+        ]
+        return {"people": people, "pending": [e.to_json() for e in self.pending], "badges": badges}
+
+    def reset(self) -> None:
+        """Forget the people and pending entries (the camera went to another owner); badges
+        stay, for they are the zone's door, whoever watches its camera."""
+        self.tracks, self.pending = {}, []
+
+    def restore(self, state: dict[str, Any], shift: float, t0: float) -> None:
+        """Take over `export()`'s state from the camera's previous owner.
+
+        `shift` maps its video times into this stream's (the same wall-clock instant); `t0` is
+        this stream's first batch. The people inside come back as ghosts with negative ids: the
+        first new track seen inside the zone within HANDOVER_ADOPT_S of `t0` inherits the
+        nearest one's entry (`_adopt`), so it is not reported again. Badges, read by this worker
+        too, are merged with the snapshot's, which know whom each admitted.
+        """
+        camera = self.zone.camera
+        self.tracks = {}
+        for i, d in enumerate(state.get("people", [])):
+            since = d["outside_since"]
+            self.tracks[-1 - i] = _Presence(
+                inside=True, entered_t=d["entered_t"] + shift, entered_ts=d["entered_ts"],
+                outside_since=None if since is None else since + shift, counted=d["counted"],
+                last_t=t0, last_foot=(d["foot"][0], d["foot"][1]), conf=d["conf"], ghost=True,
+                origin=d["origin"], shift=d["shift"] + shift,
+            )  # fmt: skip
+        self.pending = [_Entry.from_json(camera, d, shift) for d in state.get("pending", [])]
+        local = {b.key(): b for b in self.badges}
+        for d in state.get("badges", []):
+            b = _Badge(d["name"], None if d["t"] is None else d["t"] + shift, d["ts"])
+            b = local.get(b.key(), b)
+            b.used_by = [_Entry.from_json(camera, e, shift) for e in d.get("used_by", [])]
+            if b.key() not in local:
+                self.badges.append(b)
 
     def _closed(self, e: _Entry) -> str | None:
         """Why the entry falls in closed hours, or None when the zone is open then."""
@@ -258,10 +334,21 @@ class RestrictedZoneRule:
         return notes
 
     def _adopt(self, foot: tuple[float, float], t: float) -> _Presence:
-        """A track born inside the zone inherits the state of one recently lost there."""
+        """A track born inside the zone inherits the state of one recently lost there, or of
+        the nearest person the camera's previous owner saw inside (a ghost), early enough
+        after the handover."""
+        ghosts = [
+            (math.dist(foot, p.last_foot), tid)
+            for tid, p in self.tracks.items()
+            if p.ghost and 0 <= t - p.last_t <= HANDOVER_ADOPT_S
+        ]
+        if ghosts:
+            p = self.tracks.pop(min(ghosts)[1])
+            p.ghost = False
+            return p
         best: tuple[float, int] | None = None
         for tid, p in self.tracks.items():
-            if p.inside and 0 < t - p.last_t <= REID_WINDOW_S:
+            if p.inside and not p.ghost and 0 < t - p.last_t <= REID_WINDOW_S:
                 d = math.dist(foot, p.last_foot)
                 if d <= REID_DISTANCE_PX and (best is None or d < best[0]):
                     best = (d, tid)
@@ -274,19 +361,24 @@ class RestrictedZoneRule:
             type="unauthorized_entry",
             camera=e.camera,
             zone=self.zone.id,
-            t=e.t,
+            t=e.seen_t,
             ts=e.ts,
             track=e.track,
             confidence=round(e.conf, 3),
+            id=event_id("unauthorized_entry", e.camera, self.zone.id, _origin(e), e.ts),
             explanation="; ".join(
                 [
                     f"person track {e.track} entered restricted zone {self.zone.id}"
-                    f" at t={e.t:.1f}s and stayed {e.stayed:.1f}s"
+                    f" at t={e.seen_t:.1f}s and stayed {e.stayed:.1f}s"
                     f" (dwell threshold {self.zone.dwell_s:.1f}s)",
                     *why,
                 ]
             ),
         )
+
+
+def _origin(e: _Entry) -> int:
+    return e.track if e.origin is None else e.origin
 
 
 def _badge_time(b: _Badge) -> float:
@@ -319,6 +411,8 @@ class RuleEngine:
         self.rules: dict[str, list[RestrictedZoneRule | DepartureRule]] = {}
         self.departures: list[DepartureRule] = []
         self.restricted: list[RestrictedZoneRule] = []
+        self._clock: dict[str, tuple[float, float]] = {}  # camera -> newest batch's (t, ts)
+        self._parked: dict[str, dict[str, Any]] = {}  # camera -> state to restore at its next batch
         self.reload_zones(site)
 
     def reload_zones(self, site: Site) -> list[Alert]:
@@ -354,7 +448,55 @@ class RuleEngine:
         return [a for rule in [*gone, *old.values()] for a in rule.flush()]
 
     def process(self, batch: DetectionBatch) -> list[Alert]:
+        state = self._parked.get(batch.camera)
+        if state is not None:
+            at_t, at_ts = state.get("at_t"), state.get("at_ts")
+            if at_ts is not None and batch.ts < at_ts:
+                return []  # a frame older than the state taken over: from a stream since closed
+            del self._parked[batch.camera]
+            # The same wall-clock instant in the two streams' video times: the previous owner's
+            # (at_t, at_ts), this one's (batch.t, batch.ts).
+            shift = 0.0 if at_t is None or at_ts is None else (batch.t - batch.ts) - (at_t - at_ts)
+            zones = state.get("zones", {})
+            for rule in self.rules.get(batch.camera, []):
+                z = zones.get(rule.zone.id)
+                if z is not None and z.get("kind") == rule.zone.kind:
+                    rule.restore(z, shift, batch.t)
+        self._clock[batch.camera] = (batch.t, batch.ts)
         return [a for rule in self.rules.get(batch.camera, []) for a in rule.update(batch)]
+
+    def export_state(self, camera: str) -> dict[str, Any]:
+        """The rule state of `camera` that must survive its move to another worker, as a small
+        JSON-able snapshot for `restore_state` there: people inside restricted zones, entries
+        and departures still waiting for their badge or scan window, units at the stations,
+        badges and scans with what each covered. `at_t`/`at_ts`: the newest batch's capture
+        times, which tie the snapshot's video times to the wall clock."""
+        if camera in self._parked:
+            return self._parked[camera]  # taken over but not applied yet: still the newest
+        at = self._clock.get(camera)
+        return {
+            "v": STATE_VERSION,
+            "camera": camera,
+            "at_t": None if at is None else at[0],
+            "at_ts": None if at is None else at[1],
+            "zones": {r.zone.id: {"kind": r.zone.kind, **r.export()} for r in self.rules.get(camera, [])},
+        }
+
+    def restore_state(self, camera: str, state: dict[str, Any] | None) -> None:
+        """Start `camera` over from `state` (from `export_state` on its previous owner), or
+        empty when None: its people, entries, units and departures are replaced at once; the
+        snapshot is applied at the camera's next batch, whose capture times map the snapshot's
+        video times into the new stream's (video time starts over with each stream; the wall
+        clock does not). Frames older than the snapshot are ignored until then. Windows then
+        run out by capture time as usual, and a scan or badge arriving later still counts."""
+        for rule in self.rules.get(camera, []):
+            rule.reset()
+        self._clock.pop(camera, None)
+        self._parked.pop(camera, None)
+        if state is not None:
+            if state.get("v") != STATE_VERSION or state.get("camera") != camera:
+                raise ValueError(f"camera {camera}: not a rule state snapshot of this camera")
+            self._parked[camera] = state
 
     def add_scan(self, scan: ScanEvent) -> list[Alert]:
         """Route a scan to its station's zones, a badge to its zone; either may end the window
