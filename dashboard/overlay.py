@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -43,8 +44,11 @@ def zone_states(zones: list[Zone], batch: DetectionBatch | None) -> dict[str, st
     return {z.id: "occupied" if any(inside(f, z.polygon) for f in feet) else "clear" for z in zones}
 
 
-def render(camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None) -> np.ndarray:
-    """A new BGR image: the frame with overlays, or a placeholder while there is no frame."""
+def render(
+    camera: str, zones: list[Zone], frame: Frame | None, batch: DetectionBatch | None, tz: str | None = None
+) -> np.ndarray:
+    """A new BGR image: the frame with overlays, or a placeholder while there is no frame. The
+    time is burned in in time zone `tz` (the site's; default the server's), with its offset."""
     if frame is None:
         return placeholder(camera)
     image = frame.image.copy()
@@ -52,9 +56,7 @@ def render(camera: str, zones: list[Zone], frame: Frame | None, batch: Detection
     draw_zones(image, zones, zone_states(zones, batch))
     if batch is not None:
         draw_detections(image, batch)
-    # Server-local time with its offset, so it is unambiguous next to the officer's clock.
-    stamp = datetime.fromtimestamp(frame.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
-    _label(image, f"{camera}  {stamp}", (8, 8), (255, 255, 255), scale=0.6)
+    _label(image, f"{camera}  {clock_text(frame.ts, tz)}", (8, 8), (255, 255, 255), scale=0.6)
     return image
 
 
@@ -166,10 +168,23 @@ def _label(
     cv2.putText(image, text, (x + 3, y + th + 3), FONT, scale, colour, 1, cv2.LINE_AA)
 
 
+def clock_text(ts: float, tz: str | None = None) -> str:
+    """The capture time as burned in: in time zone `tz` (default the server's), with its offset,
+    so it is unambiguous next to the officer's clock."""
+    zone = ZoneInfo(tz) if tz else None
+    return datetime.fromtimestamp(ts, zone).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
+
+
 def snapshot_jpeg(
-    camera: str, zones: list[Zone], frame: Frame, batch: DetectionBatch | None, quality: int = 85
+    camera: str,
+    zones: list[Zone],
+    frame: Frame,
+    batch: DetectionBatch | None,
+    quality: int = 85,
+    tz: str | None = None,
 ) -> bytes:
-    ok, buf = cv2.imencode(".jpg", render(camera, zones, frame, batch), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    image = render(camera, zones, frame, batch, tz)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"camera {camera}: JPEG encoding failed")
     return buf.tobytes()

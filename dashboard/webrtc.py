@@ -90,7 +90,6 @@ class CameraTrack(MediaStreamTrack):
         super().__init__()
         self._live = live
         self._camera = camera
-        self._zones = live.site.zones_of(camera)
         self._overlays = overlays
         # "browser": (pts from which it holds, message JSON) of the last overlays, newest last.
         self.messages: deque[tuple[int, str]] = deque(maxlen=64)
@@ -156,7 +155,10 @@ class CameraTrack(MediaStreamTrack):
                 self._image = placeholder(self._camera)
             return self._image
         if self._image is None or key != self._key:
-            self._image = await asyncio.to_thread(render, self._camera, self._zones, frame, batch)
+            # The site as it is now: zones edited in the dashboard show without a new connection.
+            site = self._live.site
+            zones, tz = site.zones_of(self._camera), site.timezone
+            self._image = await asyncio.to_thread(render, self._camera, zones, frame, batch, tz)
             self._key = key
         return self._image
 
@@ -170,7 +172,7 @@ class CameraTrack(MediaStreamTrack):
         if key == self._message_key:
             return
         self._message_key = key
-        body = overlay_message(self._camera, self._zones, frame, batch)
+        body = overlay_message(self._camera, self._live.site.zones_of(self._camera), frame, batch)
         self.messages.append((self._pts, json.dumps(body, separators=(",", ":"))))
 
     def message_at(self, pts: int) -> tuple[int, str] | None:

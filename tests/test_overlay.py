@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bondwatch.site import parse_site
-from dashboard.overlay import STALE_S, overlay_message, render, zone_states
+from dashboard.overlay import STALE_S, clock_text, overlay_message, render, zone_states
 from detectors.types import Detection, DetectionBatch
 from streams.frame import Frame
 
@@ -68,3 +68,12 @@ def test_burned_in_and_data_agree_on_an_occupied_zone():
     clear = render("c", ZONES, frame, make_batch())[280, 120].astype(int) - 60
     assert np.abs(occupied).sum() > 1.5 * np.abs(clear).sum() > 0
     assert overlay_message("c", ZONES, None, None)["ts"] is None  # no frame yet: nothing to draw
+
+
+@pytest.mark.parametrize(
+    ("tz", "text"),
+    [("Asia/Shanghai", "2026-05-29 04:26:40 +0800"), ("UTC", "2026-05-28 20:26:40 +0000"),
+     ("Europe/Berlin", "2026-05-28 22:26:40 +0200")],
+)  # fmt: skip
+def test_the_burned_in_clock_is_in_the_sites_time_zone(tz: str, text: str):
+    assert clock_text(1_780_000_000.0, tz) == text

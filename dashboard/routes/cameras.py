@@ -49,5 +49,5 @@ async def snapshot(camera_id: CameraId, live: LiveDep) -> Response:
     if frame is None:
         raise HTTPException(503, f"camera {camera_id!r} has not delivered a frame yet")
     zones = live.site.zones_of(camera_id)
-    jpeg = await asyncio.to_thread(snapshot_jpeg, camera_id, zones, frame, batch)
+    jpeg = await asyncio.to_thread(snapshot_jpeg, camera_id, zones, frame, batch, tz=live.site.timezone)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
