@@ -175,6 +175,24 @@ def test_live_view_alerts_and_language(stack: Stack, page: Page):
     assert frames_decoded(page, "pets") > first  # still playing
     page.screenshot(path=ARTIFACTS / "dashboard-zh-CN.png")
 
+    # The single-camera view: one camera fills the wall, the other is hidden; Escape goes back.
+    pets, dock = page.locator('.tile[data-camera="pets"]'), page.locator('.tile[data-camera="dock"]')
+    wall_width = pets.bounding_box()["width"]  # type: ignore[index]
+    pets.locator(".solo-btn").click()
+    expect(dock).to_be_hidden()
+    expect(pets.locator(".solo-btn")).to_have_text("返回多画面")
+    assert pets.bounding_box()["width"] > 1.5 * wall_width  # type: ignore[index]
+    playing = frames_decoded(page, "pets")
+    page.wait_for_function(
+        f"""() => document.querySelector('video[data-camera="pets"]')
+            .getVideoPlaybackQuality().totalVideoFrames > {playing}""",
+        timeout=10_000,
+    )
+    page.screenshot(path=ARTIFACTS / "single-camera-zh-CN.png")
+    page.keyboard.press("Escape")
+    expect(dock).to_be_visible()
+    expect(pets.locator(".solo-btn")).to_have_text("单画面")
+
     # English, remembered across a reload.
     page.click("[data-lang=en]")
     expect(newest.locator(".alert-type")).to_have_text("Unauthorized entry")

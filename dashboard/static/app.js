@@ -19,6 +19,8 @@ const I18N = {
     state_live: "在线",
     state_stalled: "卡顿",
     state_tampered: "遮挡/移位",
+    solo_open: "单画面",
+    solo_close: "返回多画面",
     tamper: "画面异常",
     state_offline: "离线",
     state_unknown: "未知",
@@ -133,6 +135,8 @@ const I18N = {
     state_live: "Live",
     state_stalled: "Stalled",
     state_tampered: "Tampered",
+    solo_open: "Single view",
+    solo_close: "Back to the wall",
     tamper: "picture",
     state_offline: "Offline",
     state_unknown: "Unknown",
@@ -337,6 +341,19 @@ function setConn(state) {
 
 // ---------- cameras ----------
 
+// The single-camera view: one tile fills the wall, the others wait hidden (their video keeps
+// playing, so going back is instant). Double-click a video or use its button; Escape goes back.
+let soloCamera = null;
+
+function setSolo(cameraId) {
+  soloCamera = cameraId && tiles.has(cameraId) ? cameraId : null;
+  document.getElementById("grid").classList.toggle("solo", soloCamera !== null);
+  for (const [id, tile] of tiles) {
+    tile.el.classList.toggle("chosen", id === soloCamera);
+    tile.render();
+  }
+}
+
 class CameraTile {
   constructor(camera) {
     this.camera = camera;
@@ -357,6 +374,8 @@ class CameraTile {
       this.videoState = "playing";
       this.render();
     });
+    node.querySelector(".solo-btn").addEventListener("click", () => setSolo(soloCamera === camera.id ? null : camera.id));
+    this.video.addEventListener("dblclick", () => setSolo(soloCamera === camera.id ? null : camera.id));
     this.render();
     setInterval(() => this.measure(), 1000);
   }
@@ -378,6 +397,7 @@ class CameraTile {
     const state = c.health ? (tampered ? "tampered" : c.health.state) : "unknown";
     this.el.querySelector(".name").textContent = c.name;
     this.el.querySelector(".cam-id").textContent = c.id;
+    this.el.querySelector(".solo-btn").textContent = t(soloCamera === c.id ? "solo_close" : "solo_open");
     const badge = this.el.querySelector(".health");
     badge.dataset.state = state;
     badge.textContent = t(`state_${state}`);
@@ -1664,7 +1684,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("case-backdrop").addEventListener("click", (ev) => {
     if (ev.target.id === "case-backdrop") closeCase();
   });
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeCase(); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape") return;
+    if (!document.getElementById("case-backdrop").hidden) closeCase();
+    else setSolo(null);
+  });
   for (const action of ["acknowledge", "resolve", "reopen"]) {
     document.getElementById(`act-${action}`).addEventListener("click", () => act(action));
   }
