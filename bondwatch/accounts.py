@@ -1,7 +1,10 @@
-"""Accounts for the dashboard: names, roles, factories and scrypt password hashes in the database.
+"""Accounts for the dashboard: names, roles, factories and scrypt password hashes in the database;
+and API tokens, with which the factory's systems post scan events (and nothing else).
 
 A factory operator belongs to exactly one factory (the `factory` of its cameras in the site
 file) and sees only that factory's cameras and alerts; customs staff belong to none and see all.
+A token of a factory posts scans for that factory's stations only. Tokens are random 256-bit
+secrets stored as SHA-256 digests (a secret that long needs no slow hash), shown once.
 """
 
 from __future__ import annotations
@@ -39,8 +42,24 @@ class User(Base):
     created: Mapped[float] = mapped_column(Float)
 
 
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    factory: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
+TOKEN_PREFIX = "bwt_"  # makes a leaked token recognisable to secret scanners and people
+
+
 class AccountError(Exception):
     pass
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def hash_password(password: str) -> str:
@@ -101,3 +120,36 @@ class Accounts:
     def count(self) -> int:
         with Session(self.engine) as s:
             return len(s.scalars(select(User.name)).all())
+
+    # API tokens
+
+    def add_token(self, name: str, factory: str | None = None) -> str:
+        """A new token for a factory's system; returns the secret, which is not kept."""
+        if not re.match(ID_PATTERN, name):
+            raise AccountError(f"token name {name!r} is not an id: use lower-case letters, digits, _ and -")
+        if factory is not None and not re.match(ID_PATTERN, factory):
+            raise AccountError(f"factory {factory!r} is not an id: use lower-case letters, digits, _ and -")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with Session(self.engine) as s, s.begin():
+            if s.get(ApiToken, name) is not None:
+                raise AccountError(f"token {name!r} already exists (revoke it first to replace it)")
+            s.add(ApiToken(name=name, digest=_digest(secret), factory=factory, created=time.time()))
+        return secret
+
+    def token(self, secret: str) -> ApiToken | None:
+        """The token whose secret this is, if it exists and was not revoked."""
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        with Session(self.engine) as s:
+            return s.scalars(select(ApiToken).where(ApiToken.digest == _digest(secret))).first()
+
+    def tokens(self) -> list[ApiToken]:
+        with Session(self.engine) as s:
+            return list(s.scalars(select(ApiToken).order_by(ApiToken.name)))
+
+    def revoke_token(self, name: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            token = s.get(ApiToken, name)
+            if token is None:
+                raise AccountError(f"no token {name!r}")
+            s.delete(token)
