@@ -69,6 +69,19 @@ return 0
 """
 
 
+# KEYS[1] lease, KEYS[2] rule state; ARGV[1] the value the lease must hold, ARGV[2] its token,
+# ARGV[3] the state, ARGV[4] how long to keep it (ms). 1 written, 0 refused: the lease is no
+# longer ours, or a newer token has written the state already.
+_SAVE_STATE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local held = tonumber(redis.call('HGET', KEYS[2], 'token') or '0')
+if held > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'token', ARGV[2], 'state', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 def lease_key(camera: str) -> str:
     return f"{PREFIX}:lease:{camera}"
 
@@ -79,6 +92,10 @@ def token_key(camera: str) -> str:
 
 def worker_key(worker: str) -> str:
     return f"{PREFIX}:worker:{worker}"
+
+
+def state_key(camera: str) -> str:
+    return f"{PREFIX}:rulestate:{camera}"
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,30 @@ class Leases:
             return {}
         values = self.client.mget([lease_key(c) for c in cameras])
         return {c: v.split("|", 1)[0] for c, v in zip(cameras, values, strict=True) if v}
+
+
+class RuleStates:
+    """A camera's rule state, checkpointed by its owner for the next one (docs/scaling.md).
+
+    A write is fenced like a lease renewal, in one Lua call: Redis must still name the writer's
+    lease, and no newer token may have written the state before, so a stale owner that wakes
+    from a pause never overwrites its successor's checkpoint.
+    """
+
+    def __init__(self, client: redis.Redis, keep_s: float = 86400.0):
+        self.client = client
+        self._ms = max(1, round(keep_s * 1000))
+        self._save = client.register_script(_SAVE_STATE)
+
+    def save(self, lease: Lease, state: str) -> bool:
+        """Write `state` (JSON) for `lease.camera`; False if refused by the fence."""
+        keys = [lease_key(lease.camera), state_key(lease.camera)]
+        return bool(self._save(keys=keys, args=[lease.value, lease.token, state, self._ms]))
+
+    def load(self, camera: str) -> tuple[int, str] | None:
+        """The newest state written for `camera` with its writer's token, or None."""
+        token, state = self.client.hmget(state_key(camera), ["token", "state"])
+        return None if token is None or state is None else (int(token), state)
 
 
 class Registry:

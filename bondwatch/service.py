@@ -259,34 +259,44 @@ class DetectionWorker(threading.Thread):
         self.samplers = {c.id: RateSampler(c.detect_fps) for c in cameras.site.cameras}
         self.seen: dict[str, int] = {}
         self._streams: dict[str, CameraStream] = {}  # the stream each camera's state belongs to
+        # Held from the rules' decision to the alerts' emission: rule state read under it (a
+        # worker's checkpoint for the camera's next owner) never lacks an event whose alert
+        # is not stored yet.
+        self.busy = threading.Lock()
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                deliver_scans(self.scans, self.pipeline.scan, self.sink.emit)
-            except Exception:
-                logger.exception("a scan could not be applied to the rules")
+            with self.busy:
+                try:
+                    deliver_scans(self.scans, self.pipeline.scan, self.sink.emit)
+                except Exception:
+                    logger.exception("a scan could not be applied to the rules")
             frames = self.collect()
             if not frames:
                 continue
-            try:
-                batches, alerts = self.pipeline.process(frames)
-            except Exception:
-                logger.exception("detection failed on %s", [f.camera for f in frames])
-                continue
-            evidence = self.sink.evidence
-            by_camera = {f.camera: f for f in frames}
-            for b in batches:
-                self.cameras.batches[b.camera] = b
-                if evidence is not None and evidence.ring is not None and b.camera in by_camera:
-                    evidence.ring.add(by_camera[b.camera], b)
-            for a in alerts:
-                self.sink.emit(a)
+            with self.busy:
+                self._detect(frames)
+
+    def _detect(self, frames: list[Frame]) -> None:
+        try:
+            batches, alerts = self.pipeline.process(frames)
+        except Exception:
+            logger.exception("detection failed on %s", [f.camera for f in frames])
+            return
+        evidence = self.sink.evidence
+        by_camera = {f.camera: f for f in frames}
+        for b in batches:
+            self.cameras.batches[b.camera] = b
+            if evidence is not None and evidence.ring is not None and b.camera in by_camera:
+                evidence.ring.add(by_camera[b.camera], b)
+        for a in alerts:
+            self.sink.emit(a)
 
     def _restart(self, camera: str, stream: CameraStream) -> None:
         """A camera's stream was replaced (a worker took the camera back after a handover): its
         frames start a new time line, so its sampling and tracks start over, and the rule events
-        it left pending are decided now rather than lost."""
+        it left pending are decided now rather than lost. (A `bondwatch worker` has replaced the
+        camera's rule state by its last owner's checkpoint already, so none are left here.)"""
         again = camera in self._streams
         self._streams[camera] = stream
         if not again:

@@ -1,0 +1,177 @@
+"""A camera's rule state follows it to its next owner: real `bondwatch worker` processes with
+the real model, one real Redis, a clip in which a person stands in three restricted zones.
+
+Three workers of capacity 1: one owns the camera, two stand by. A clean handover (SIGTERM) and
+a crash (SIGKILL) move the camera while the person is inside
+and two of the three entries still wait for their badge windows: the person is alerted once
+per zone, each alert with the entry's original time, the waiting entries decided exactly once
+by whichever worker owns the camera when their window ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import MODEL, PETS_VIDEO, wait_for
+
+from alerts.store import AlertStore
+from bondwatch.leases import Leases, RuleStates, lease_key, worker_key
+
+LEASE_S = 3.0
+CAMERA = "cam"
+# The person of the clip stands with their feet at about (153, 155).
+ZONE = "[[113,115],[193,115],[193,195],[113,195]]"
+WINDOWS = {"now": 0, "later": 8, "last": 18}  # badge window of each zone, seconds
+
+
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory) -> Path:
+    """Six seconds of one PETS picture (a crop with a single person), 320x240 at 5 fps."""
+    assert PETS_VIDEO.is_file(), f"the PETS clip is missing at {PETS_VIDEO}"
+    out = tmp_path_factory.mktemp("still")
+    png = out / "person.png"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", "40", "-i", str(PETS_VIDEO),
+                    "-frames:v", "1", "-vf", "crop=320:240:128:110", str(png)], check=True)  # fmt: skip
+    clip = out / "person.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "5", "-i", str(png),
+         "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-bf", "0",
+         "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )  # fmt: skip
+    return clip
+
+
+def write_site(path: Path, clip: Path) -> Path:
+    zones = "".join(
+        f"  - {{id: {z}, camera: {CAMERA}, kind: restricted, dwell_s: 1, badge_window_s: {w},"
+        f" polygon: {ZONE}}}\n"
+        for z, w in WINDOWS.items()
+    )
+    path.write_text(
+        "recording:\n  enabled: false\n"
+        f"cameras:\n  - id: {CAMERA}\n    url: {clip}\n    detect_fps: 5\n"
+        f"zones:\n{zones}"
+    )
+    return path
+
+
+class Workers:
+    def __init__(self, site: Path, data: Path, redis_url: str, logs: Path):
+        self.site, self.data, self.redis_url, self.logs = site, data, redis_url, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def start(self, worker: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        log = (self.logs / f"{worker}.log").open("ab")
+        self.procs[worker] = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from bondwatch.cli import main; sys.exit(main())",
+             "worker", "--site", str(self.site), "--data", str(self.data), "--redis", self.redis_url,
+             "--worker-id", worker, "--capacity", "1", "--lease-s", str(LEASE_S), "--model", str(MODEL)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+    def owner(self) -> str | None:
+        value = self.client.get(lease_key(CAMERA))
+        return value.split("|")[0] if value else None
+
+    def alive(self, worker: str) -> bool:
+        return bool(self.client.exists(worker_key(worker)))
+
+    def log(self, worker: str) -> str:
+        return (self.logs / f"{worker}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_person_inside_and_waiting_entries_survive_a_clean_handover_and_a_crash(
+    tmp_path, still_clip, redis_server
+):
+    site = write_site(tmp_path / "site.yaml", still_clip)
+    data = tmp_path / "data"
+    workers = Workers(site, data, redis_server.url, tmp_path)
+    store: AlertStore | None = None
+
+    def entries() -> dict[str, list[tuple[float | None, str]]]:
+        assert store is not None
+        out: dict[str, list[tuple[float | None, str]]] = {z: [] for z in WINDOWS}
+        for a in store.recent(types=["unauthorized_entry"]):
+            out[a.zone or ""].append((a.ts, a.id))
+        return out
+
+    def logs() -> str:
+        return "\n".join(f"--- {w}\n{workers.log(w)[-3000:]}" for w in sorted(workers.procs))
+
+    try:
+        for w in ("w1", "w2", "w3"):  # one owns the camera, two stand by
+            workers.start(w)
+        assert wait_for(lambda: all(workers.alive(w) for w in workers.procs), timeout_s=90), logs()
+        first = wait_for(workers.owner, timeout_s=30)
+        assert first, logs()
+        store = AlertStore(f"sqlite:///{data.resolve()}/bondwatch.db")
+        assert wait_for(lambda: entries()["now"], timeout_s=30), logs()
+        got = entries()
+        assert got["later"] == [] and got["last"] == [], f"the badge windows ran out already: {got}"
+
+        # Clean handover: the owner stops, checkpoints the camera's rule state, lets it go.
+        workers.procs[first].terminate()
+        assert workers.procs[first].wait(30) == 0
+        second = wait_for(lambda: (o := workers.owner()) not in (None, first) and o, timeout_s=LEASE_S * 3)
+        assert second, logs()
+        assert wait_for(lambda: "rule state taken over" in workers.log(second), timeout_s=5), logs()
+        assert wait_for(lambda: entries()["later"], timeout_s=WINDOWS["later"] + 15), logs()
+        assert entries()["last"] == [], "the last window ran out before the crash"
+
+        # Crash: SIGKILL the second owner; the third takes the camera within about a lease, from
+        # the second's last checkpoint.
+        workers.procs[second].kill()
+        third = wait_for(
+            lambda: (o := workers.owner()) not in (None, first, second) and o, timeout_s=LEASE_S * 3
+        )
+        assert third, logs()
+        assert wait_for(lambda: entries()["last"], timeout_s=WINDOWS["last"] + 15), logs()
+        time.sleep(3.0)  # the third keeps seeing the person in all three zones
+        assert workers.log(third).count("rule state taken over") == 1
+
+        got = entries()
+        assert {z: len(v) for z, v in got.items()} == {"now": 1, "later": 1, "last": 1}, (got, logs())
+        entered = {ts for v in got.values() for ts, _ in v}
+        assert len(entered) == 1, f"the three alerts are one entry's: {got}"
+    finally:
+        workers.stop_all()
+        if store is not None:
+            store.close()
+
+
+def test_rule_state_is_written_only_by_the_camera_current_owner(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    states = RuleStates(client)
+    a = Leases(client, "a", lease_s=1.0)
+    b = Leases(client, "b", lease_s=10.0)
+    old = a.acquire(CAMERA)
+    assert old is not None
+    assert states.save(old, '{"n": 1}') and states.load(CAMERA) == (old.token, '{"n": 1}')
+    time.sleep(1.1)  # a's lease runs out (a paused process), b takes the camera
+    new = b.acquire(CAMERA)
+    assert new is not None and new.token > old.token
+    assert not states.save(old, '{"n": 2}'), "a stale owner overwrote its successor's state"
+    assert states.save(new, '{"n": 3}')
+    assert states.load(CAMERA) == (new.token, '{"n": 3}')
+    b.release(new)
+    assert not states.save(new, '{"n": 4}'), "written after its lease was released"
+    assert states.load("other") is None
