@@ -136,7 +136,9 @@ class ScanReader:
         self._client = redis.Redis.from_url(redis_url, socket_timeout=MAX_BLOCK_MS / 1000 + 5)
         secs, micros = self._client.time()
         start_ms = max(0, int(secs * 1000 + micros // 1000 - since_s * 1000))
-        self.last_id = f"{start_ms}-0"
+        # XREAD returns ids after `last_id`: end it just before start_ms, so that a scan added
+        # in the very millisecond the reader starts is read too, not skipped.
+        self.last_id = f"{start_ms - 1}-{2**64 - 1}" if start_ms else "0-0"
 
     def read(self, block_ms: int | None = None, count: int = 100) -> list[LiveScan]:
         """The next scans; waits up to `block_ms` for one (None: return at once)."""

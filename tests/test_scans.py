@@ -242,6 +242,35 @@ def test_an_operator_posts_only_for_its_own_factorys_stations(
     assert rdb.xlen(SCAN_STREAM) == 3
 
 
+def test_a_factory_system_posts_scans_with_an_api_token_and_can_do_nothing_else(
+    app: FastAPI, accounts: Accounts, rdb: redis.Redis
+):
+    secret = accounts.add_token("mes-a", factory="a")
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as mes:
+        assert mes.post("/api/scans", json={"scans": [OK]}).json() == {"accepted": 1, "duplicates": []}
+        foreign = mes.post("/api/scans", json={"scans": [event(station="S02")]})
+        assert foreign.status_code == 403  # factory a's token, factory b's station
+        for path in ("/api/alerts", "/api/cameras", "/api/me"):
+            assert mes.get(path).status_code == 403, path  # a scanner, not a person
+    assert rdb.xlen(SCAN_STREAM) == 1
+    accounts.revoke_token("mes-a")
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as revoked:
+        res = revoked.post("/api/scans", json={"scans": [OK]})
+    assert res.status_code == 401
+    assert res.json()["detail"] == "the API token is unknown or was revoked (Authorization: Bearer bwt_...)"
+    with TestClient(app, headers={"Authorization": "Bearer bwt_guessed"}) as guessing:
+        assert guessing.post("/api/scans", json={"scans": [OK]}).status_code == 401
+    assert rdb.xlen(SCAN_STREAM) == 1
+
+
+def test_a_token_without_a_factory_posts_for_every_station(app: FastAPI, accounts: Accounts):
+    secret = accounts.add_token("customs-gate")
+    with TestClient(app, headers={"Authorization": f"bearer {secret}"}) as gate:
+        res = gate.post("/api/scans", json={"scans": [OK, event(station="S02")]})
+    assert res.json() == {"accepted": 2, "duplicates": []}
+    accounts.revoke_token("customs-gate")
+
+
 def test_scans_need_a_signed_in_user(app: FastAPI, rdb: redis.Redis):
     with TestClient(app) as anonymous:
         res = anonymous.post("/api/scans", json={"scans": [OK]})
@@ -276,6 +305,17 @@ def test_reader_skips_and_counts_bad_entries(
         f"skipped scan entry {bad_ids[1]} on {SCAN_STREAM}: scan.ts: {TZ_MESSAGE}",
         f"skipped scan entry {bad_ids[2]} on {SCAN_STREAM}: scan.serial: field required",
     ]
+    reader.close()
+
+
+def test_a_scan_added_in_the_millisecond_the_reader_starts_is_read(
+    redis_server: RedisServer, rdb: redis.Redis, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(redis.Redis, "time", lambda self: (1_780_000_000, 500_000))  # the reader's start
+    reader = ScanReader(redis_server.url)
+    rdb.xadd(SCAN_STREAM, {"scan": json.dumps(event(serial="SN-before"))}, id="1780000000499-0")
+    rdb.xadd(SCAN_STREAM, {"scan": json.dumps(event(serial="SN-same-ms"))}, id="1780000000500-0")
+    assert [s.serial for s in read_all(reader)] == ["SN-same-ms"]
     reader.close()
 
 
