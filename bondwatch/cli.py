@@ -12,7 +12,7 @@ import shlex
 import shutil
 import sys
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,6 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     user_add.add_argument("--data", default="data")
     user_add.set_defaults(func=cmd_user_add)
+
+    tk = sub.add_parser("token", help="API tokens with which the factory's systems post scans")
+    tk_sub = tk.add_subparsers(required=True, metavar="ACTION")
+    tk_add = tk_sub.add_parser("add", help="create a token; prints its secret once")
+    tk_add.add_argument("name", help="which system uses it, e.g. mes-line-1")
+    tk_add.add_argument("--factory", help="post scans for this factory's stations only")
+    tk_add.add_argument("--data", default="data")
+    tk_add.set_defaults(func=cmd_token_add)
+    tk_list = tk_sub.add_parser("list", help="the tokens (names, factories; never secrets)")
+    tk_list.add_argument("--data", default="data")
+    tk_list.set_defaults(func=cmd_token_list)
+    tk_rev = tk_sub.add_parser("revoke", help="delete a token: its secret stops working at once")
+    tk_rev.add_argument("name")
+    tk_rev.add_argument("--data", default="data")
+    tk_rev.set_defaults(func=cmd_token_revoke)
 
     nt = sub.add_parser("notify", help="send alert notifications (a consumer of the alert stream)")
     nt.add_argument("--site", required=True, help="site file with the `notifications:` section")
@@ -395,6 +410,45 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     of = f", factory {args.factory}" if args.factory else ""
     print(f"user {args.name} ({args.role}{of}) created")
+    return 0
+
+
+def _accounts(data: str):  # type: ignore[no-untyped-def]
+    from bondwatch.accounts import Accounts
+    from bondwatch.db import database_url
+
+    return Accounts(database_url(data))
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    from bondwatch.accounts import AccountError
+
+    try:
+        secret = _accounts(args.data).add_token(args.name, args.factory)
+    except AccountError as e:
+        raise UserError(str(e)) from None
+    of = f" for factory {args.factory}'s stations" if args.factory else " for every station"
+    print(f"token {args.name} created{of}; its secret, shown only now:", file=sys.stderr)
+    print(secret)
+    print("send it as `Authorization: Bearer <secret>` with POST /api/scans", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    for token in _accounts(args.data).tokens():
+        created = datetime.fromtimestamp(token.created, UTC).isoformat(timespec="seconds")
+        print(f"{token.name}\t{token.factory or '(every factory)'}\tcreated {created}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from bondwatch.accounts import AccountError
+
+    try:
+        _accounts(args.data).revoke_token(args.name)
+    except AccountError as e:
+        raise UserError(str(e)) from None
+    print(f"token {args.name} revoked")
     return 0
 
 

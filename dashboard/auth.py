@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from bondwatch.accounts import Accounts, Role
 
@@ -44,16 +45,17 @@ class Permission(StrEnum):
 
 # The whole access policy by role. Factory staff (operator) see cameras, video, alerts and their
 # evidence, but never export it; which cameras and alerts is their factory's business, decided
-# once by dashboard.deps.Scope. The factory's systems post scans signed in as an operator
-# account until API tokens exist.
+# once by dashboard.deps.Scope. The factory's systems post scans with an API token (role
+# `scanner`), which can do nothing else.
 # Operators may explain an alert (a note) but only customs staff acknowledge or resolve it.
-GRANTS: dict[Role, frozenset[Permission]] = {
+GRANTS: dict[Role | Literal["scanner"], frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "officer": frozenset(Permission) - {Permission.ZONES_EDIT},
     "operator": frozenset(
         {Permission.CAMERAS, Permission.LIVE_VIDEO, Permission.ALERTS, Permission.SCANS, Permission.CASE_NOTE}
         | {Permission.EVIDENCE}
     ),
+    "scanner": frozenset({Permission.SCANS}),
 }
 
 
@@ -63,7 +65,7 @@ class Principal:
     its factory (None for customs staff, who see every factory)."""
 
     name: str
-    role: Role
+    role: Role | Literal["scanner"]
     factory: str | None = None
 
     def may(self, permission: Permission) -> bool:
@@ -191,3 +193,8 @@ class Auth:
         principal = Principal(user.name, user.role, user.factory)  # type: ignore[arg-type]
         logger.info("%s (%s) signed in from %s", principal.name, principal.role, client)
         return principal, self.sessions.create(principal)
+
+    def token_user(self, secret: str) -> Principal | None:
+        """The factory system an API token (`Authorization: Bearer ...`) stands for, if any."""
+        token = self.accounts.token(secret)
+        return Principal(f"token:{token.name}", "scanner", token.factory) if token is not None else None

@@ -77,14 +77,27 @@ def _recording(conn: HTTPConnection) -> RecordingStore:
 
 
 def session_user(conn: HTTPConnection) -> Principal | None:
-    """The user whose session cookie came with this request or WebSocket handshake, if any."""
-    return _dashboard(conn).auth.sessions.get(conn.cookies.get(SESSION_COOKIE))
+    """The user whose session cookie came with this request or WebSocket handshake, if any;
+    else the factory system whose API token came as `Authorization: Bearer ...`."""
+    auth = _dashboard(conn).auth
+    user = auth.sessions.get(conn.cookies.get(SESSION_COOKIE))
+    scheme, _, secret = conn.headers.get("authorization", "").partition(" ")
+    if user is None and scheme.lower() == "bearer" and secret.strip():
+        user = auth.token_user(secret.strip())
+    return user
+
+
+def _unsigned(conn: HTTPConnection) -> str:
+    """Why a request without a user is refused, in one sentence."""
+    if conn.headers.get("authorization"):
+        return "the API token is unknown or was revoked (Authorization: Bearer bwt_...)"
+    return "sign in first"
 
 
 def _signed_in(conn: HTTPConnection) -> Principal:
     user = session_user(conn)
     if user is None:
-        raise HTTPException(401, "sign in first")
+        raise HTTPException(401, _unsigned(conn))
     return user
 
 
@@ -167,10 +180,13 @@ def require(permission: Permission | None = None) -> params.Depends:
 
     async def check(conn: HTTPConnection) -> Principal:
         user = session_user(conn)
-        if user is not None and (permission is None or user.may(permission)):
+        # Any signed-in person passes a route without a permission; an API token never does.
+        if user is not None and (user.may(permission) if permission else user.role != "scanner"):
             return user
         if user is None:
-            status, message = 401, "sign in first"
+            status, message = 401, _unsigned(conn)
+        elif permission is None:
+            status, message = 403, "an API token may only post scans"
         else:
             status, message = 403, f"the {user.role} role may not use {permission}"
         if isinstance(conn, WebSocket):

@@ -32,7 +32,7 @@ from bondwatch.accounts import ROLES, Accounts
 from bondwatch.redis_server import RedisServer
 from bondwatch.site import Site, parse_site
 from dashboard.app import create_app
-from dashboard.auth import GRANTS, LOGIN_WINDOW_S, LoginLimiter, Principal, Sessions
+from dashboard.auth import GRANTS, LOGIN_WINDOW_S, LoginLimiter, Permission, Principal, Sessions
 from detectors.types import Detection, DetectionBatch
 from streams.frame import Frame
 
@@ -589,7 +589,8 @@ def test_operator_gets_live_alerts(anonymous: TestClient, bus: AlertBus, redis_u
 
 
 def test_every_role_has_a_policy_row():
-    assert set(GRANTS) == set(ROLES)
+    assert set(GRANTS) == {*ROLES, "scanner"}
+    assert GRANTS["scanner"] == {Permission.SCANS}  # an API token posts scans, nothing else
 
 
 @pytest.mark.parametrize(
