@@ -24,6 +24,7 @@ from alerts.rules import RuleEngine
 from alerts.store import AlertStore
 from alerts.types import Alert
 from bondwatch.accounts import Accounts
+from bondwatch.cli import main
 from bondwatch.redis_server import RedisServer
 from bondwatch.scanbus import SCAN_STREAM, LiveScan, ScanBus, ScanReader
 from bondwatch.service import ScanListener, deliver_scans
@@ -269,6 +270,23 @@ def test_a_token_without_a_factory_posts_for_every_station(app: FastAPI, account
         res = gate.post("/api/scans", json={"scans": [OK, event(station="S02")]})
     assert res.json() == {"accepted": 2, "duplicates": []}
     accounts.revoke_token("customs-gate")
+
+
+def test_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = str(tmp_path)
+    assert main(["token", "add", "mes-1", "--factory", "acme", "--data", data]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("bwt_") and len(secret) > 40
+    token = Accounts(f"sqlite:///{tmp_path / 'bondwatch.db'}").token(secret)
+    assert token is not None and (token.name, token.factory) == ("mes-1", "acme")
+    assert main(["token", "add", "mes-1", "--data", data]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["token", "list", "--data", data]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith("mes-1\tacme\tcreated ") and secret not in listed
+    assert main(["token", "revoke", "mes-1", "--data", data]) == 0
+    assert Accounts(f"sqlite:///{tmp_path / 'bondwatch.db'}").token(secret) is None
+    assert main(["token", "revoke", "mes-1", "--data", data]) == 2
 
 
 def test_scans_need_a_signed_in_user(app: FastAPI, rdb: redis.Redis):
