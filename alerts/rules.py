@@ -396,7 +396,8 @@ class RuleEngine:
     Scans go to the departure rule of every zone of their station, badge events to the
     restricted zone they name (`add_scan`); in replay, add each before the first batch whose
     `t` passes it, and `flush()` at the end. `replay`: batches carry decode time as `ts`, so
-    open hours apply only from the site's `replay_start`.
+    open hours apply only from the site's `replay_start`. A camera's state moves to another
+    process with `export_state` there and `restore_state` here (docs/scaling.md).
     """
 
     def __init__(self, site: Site, replay: bool = False):

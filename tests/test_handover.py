@@ -20,8 +20,11 @@ import pytest
 import redis
 from conftest import MODEL, PETS_VIDEO, wait_for
 
-from alerts.store import AlertStore
-from bondwatch.leases import Leases, RuleStates, lease_key, worker_key
+from alerts.outbox import Outbox, OutboxRow
+from alerts.rules import RuleEngine
+from alerts.store import AlertRow, AlertStore
+from bondwatch.leases import Leases, RuleStates, WriteToken, lease_key, worker_key
+from bondwatch.site import parse_site
 
 LEASE_S = 3.0
 CAMERA = "cam"
@@ -175,3 +178,38 @@ def test_rule_state_is_written_only_by_the_camera_current_owner(redis_server):
     b.release(new)
     assert not states.save(new, '{"n": 4}'), "written after its lease was released"
     assert states.load("other") is None
+
+
+def test_an_event_decided_by_two_owners_is_stored_and_queued_once(db_url):
+    """The old owner stores an entry it decided after its last checkpoint; the new owner,
+    restored from that checkpoint, decides it again: one alert row, one outbox row."""
+    import json
+
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+    from test_handover_rules import CAGE_IN, CAGE_OUT, FPS, NEW_IDS, SITE, batch, person, seq
+
+    site = parse_site(SITE.format(dwell=1, window=2))
+    timeline = seq((5, person(CAGE_OUT)), (60, person(CAGE_IN)))
+    old, new = RuleEngine(site), RuleEngine(site)
+    stores = [AlertStore(db_url), AlertStore(db_url)]  # two workers, one database
+    try:
+        old_box = Outbox(stores[0], fence=lambda cam: WriteToken("w1", 5))
+        new_box = Outbox(stores[1], fence=lambda cam: WriteToken("w2", 6))
+        checkpoint = None
+        stored = []
+        for i, frame in enumerate(timeline[:30]):
+            if i == 12:
+                checkpoint = json.loads(json.dumps(old.export_state("cam")))
+            stored += [old_box.emit(a) for a in old.process(batch(i, frame, i / FPS))]
+        new.restore_state("cam", checkpoint)
+        later = [batch(i, timeline[i], (i - 32) / FPS, NEW_IDS) for i in range(32, 65)]
+        again = [a for b in later for a in new.process(b)]
+        assert stored == [True] and len(again) == 1
+        assert new_box.emit(again[0]) is False
+        with Session(stores[0].engine) as s:
+            assert s.scalar(select(func.count()).select_from(AlertRow)) == 1
+            assert s.scalar(select(func.count()).select_from(OutboxRow)) == 1
+    finally:
+        for store in stores:
+            store.close()
