@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 from pg import PostgresServer
+from playwright.sync_api import Browser, sync_playwright
 
 from bondwatch.redis_server import RedisServer
 
@@ -81,3 +82,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = server.database()
     yield url
     server.drop(url)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, one per test module."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import CHROMIUM, CHROMIUM_ARGS
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from test_dashboard import (
     PASSWORDS,
     SITE_YAML,
@@ -82,14 +81,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(url, redis_url, store, bus, live)
         bus.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

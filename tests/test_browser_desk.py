@@ -22,9 +22,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from rtsp import make_h264_mp4
 from test_browser import serve
 from test_dashboard import PetsLive, ground_truth, redis_server, wait_for_follower
@@ -147,14 +146,6 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         publisher.stop()
         bus.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from test_browser import ARTIFACTS, serve, sign_in
 from test_dashboard import Health, make_accounts, redis_server
 
@@ -89,14 +88,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(url)
         bus.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, MODEL
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import MODEL
+from playwright.sync_api import Browser, Page, expect
 from test_browser import serve, sign_in
 from test_dashboard import PetsLive, redis_server
 from test_dashboard import sign_in as api_sign_in
@@ -129,14 +129,6 @@ def views(tmp_path_factory: pytest.TempPathFactory, detector: Detector) -> Itera
             yield Views(url, path, store, pipeline, scan_ts, [*history, departure])
         bus.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
