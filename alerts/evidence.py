@@ -565,7 +565,9 @@ class ClipPreparer:
         while True:
             with self._wake:
                 while not self._due or self._due[0][0] > self.clock():
-                    self._wake.wait(max(0.05, self._due[0][0] - self.clock()) if self._due else None)
+                    # At most a second: the wall clock may be stepped (NTP) while this waits.
+                    due = self._due[0][0] - self.clock() if self._due else None
+                    self._wake.wait(None if due is None else min(1.0, max(0.05, due)))
                 when, give_up, alert_id = heapq.heappop(self._due)
             try:
                 self.evidence.clip(alert_id, annotated=True)

@@ -290,14 +290,14 @@ def test_clips_are_cut_in_the_background_once_their_window_is_recorded(world: Wo
     sink = AlertSink(Outbox(world.store), world.recording, evidence)
     ready = Alert(type="unauthorized_entry", camera="pets", zone="lawn", track=103, t=8.0, ts=world.t0 + 8.0)
     late = Alert(type="unauthorized_entry", camera="pets", zone="lawn", track=104, t=25.0, ts=world.t0 + 25.0)
-    clock = [time.time()]
+    clock = [world.t0 + 8.0]  # the moment of `ready`
     evidence.preparer.clock = lambda: clock[0]
     sink.emit(ready)
     sink.emit(late)
     folder = world.data / "evidence"
-    time.sleep(0.5)
+    time.sleep(1.5)
     assert not (folder / ready.id / "clip-annotated.mp4").exists()  # not before its post-roll is due
-    clock[0] += 30.0  # both windows' post-roll has passed; only `ready`'s is recorded
+    clock[0] = world.t0 + 50.0  # both windows' post-roll has passed; only `ready`'s is recorded
     assert wait_for(lambda: evidence.preparer.prepared == 1, 60)
     assert (folder / ready.id / "clip.mp4").is_file() and (folder / ready.id / "clip-annotated.mp4").is_file()
     time.sleep(0.5)
