@@ -475,6 +475,7 @@ def _site_yaml(s: Scenario, zones: list[ZoneGeom]) -> str:
         ],
         "zones": [],
         "stations": [{"id": st.id, **({"name": st.name} if st.name else {})} for st in s.stations],
+        **({"timezone": s.timezone} if s.timezone else {}),
     }
     names = {z.id: z.name for z in s.restricted} | {st.id: st.name for st in s.stations}
     for z in zones:

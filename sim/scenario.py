@@ -266,6 +266,7 @@ class Scenario(Strict):
     factory: Id | None = Field(
         None, description="the factory whose workshop this is: the `factory` of every camera in site.yaml"
     )
+    timezone: str | None = Field(None, description="the site's IANA time zone (Asia/Shanghai), for site.yaml")
     layout: Layout
     cameras: list[CameraSpec] = Field(min_length=1)
     stations: list[StationSpec] = Field(default_factory=list)

@@ -172,11 +172,13 @@ def test_site_file_loads_and_points_at_the_video(skipped):
         assert all(0 <= x <= 320 and 0 <= y <= 180 for x, y in z.polygon)
 
 
-def test_the_scenarios_factory_owns_every_camera_of_the_site(tmp_path, skipped):
+def test_the_scenarios_factory_and_time_zone_go_to_the_site(tmp_path, skipped):
     assert load_site(skipped.site).cameras[0].factory is None
-    short = scenario(factory="acme-repair", layout={**BASE["layout"], "duration_s": 1})
+    layout = {**BASE["layout"], "duration_s": 1}
+    short = scenario(factory="acme-repair", timezone="Asia/Shanghai", layout=layout)
     site = load_site(render_dict(short, tmp_path).site)
     assert [c.factory for c in site.cameras] == ["acme-repair"]
+    assert site.timezone == "Asia/Shanghai"
 
 
 @pytest.mark.parametrize(
