@@ -31,6 +31,9 @@ REID_WINDOW_S = 3.0
 REID_DISTANCE_PX = 120.0
 # A track unseen for this long is forgotten.
 FORGET_S = 10.0
+# A person seen inside this many times and then lost there (behind a cage's mesh, a rack) was
+# not seen leaving: once the dwell has passed, that is an entry. A glimpse is not enough.
+LOST_INSIDE_MIN_SEEN = 3
 # Badges older than the window and the dwell by this much can no longer cover an entry.
 BADGE_KEEP_S = 60.0
 STATE_VERSION = 1  # of RuleEngine.export_state's snapshot
@@ -45,6 +48,7 @@ class _Presence:
     entered_ts: float | None = None
     outside_since: float | None = None  # start of the current spell outside after an entry
     counted: bool = False  # this entry has reached the dwell and been reported or held
+    seen_inside: int = 0  # detections inside during this entry
     last_t: float = 0.0
     last_foot: tuple[float, float] = (0.0, 0.0)
     conf: float = 0.0
@@ -67,6 +71,7 @@ class _Entry:
     # the alert reports `t - shift`, the video time in which the person was seen entering.
     shift: float = 0.0
     origin: int | None = None  # the track id it entered under (another owner's, after a handover)
+    lost_at: float | None = None  # when it was last seen inside, if lost there (not seen leaving)
 
     @property
     def seen_t(self) -> float:
@@ -74,12 +79,14 @@ class _Entry:
 
     def to_json(self) -> dict[str, Any]:
         return {"track": self.track, "t": self.t, "ts": self.ts, "stayed": self.stayed,
-                "conf": self.conf, "shift": self.shift, "origin": self.origin}  # fmt: skip
+                "conf": self.conf, "shift": self.shift, "origin": self.origin,
+                "lost_at": self.lost_at}  # fmt: skip
 
     @classmethod
     def from_json(cls, camera: str, d: dict[str, Any], shift: float) -> _Entry:
+        lost_at = d.get("lost_at")
         return cls(camera, int(d["track"]), d["t"] + shift, d["ts"], d["stayed"], d["conf"],
-                   d["shift"] + shift, d["origin"])  # fmt: skip
+                   d["shift"] + shift, d["origin"], None if lost_at is None else lost_at + shift)  # fmt: skip
 
 
 @dataclass
@@ -157,26 +164,21 @@ class RestrictedZoneRule:
                 p.outside_since = None
                 if not p.inside:
                     p.inside, p.entered_t, p.entered_ts = True, batch.t, batch.ts
-                    p.counted, p.origin, p.shift = False, det.track, 0.0
+                    p.counted, p.origin, p.shift, p.seen_inside = False, det.track, 0.0, 0
+                p.seen_inside += 1
                 assert p.entered_t is not None and p.entered_ts is not None
                 if not p.counted and batch.t - p.entered_t >= self.zone.dwell_s:
-                    p.counted = True
-                    e = _Entry(batch.camera, det.track, p.entered_t, p.entered_ts,
-                               batch.t - p.entered_t, p.conf, p.shift, p.origin)  # fmt: skip
-                    closed = self._closed(e)
-                    if closed:
-                        window = self._window(e)
-                        alerts.append(self._alert(e, [closed] + [
-                            f"badge {b.name} at {b.when()} admits no one at closed hours"
-                            for b in window
-                        ]))  # fmt: skip
-                    else:
-                        self.pending.append(e)
+                    alerts += self._count(p, det.track, batch, lost=False)
             elif p.inside:
                 if p.outside_since is None:
                     p.outside_since = batch.t
                 if batch.t - p.outside_since >= self.zone.exit_s:
                     p.inside, p.entered_t, p.outside_since = False, None, None
+        seen = {det.track for det in batch.tracked(self.cls)}
+        for tid, p in self.tracks.items():
+            if (tid not in seen and p.inside and not p.counted and not p.ghost and p.entered_t is not None
+                    and p.seen_inside >= LOST_INSIDE_MIN_SEEN and batch.t - p.entered_t >= self.zone.dwell_s):
+                alerts += self._count(p, tid, batch, lost=True)  # fmt: skip
         for tid in [t for t, p in self.tracks.items() if batch.t - p.last_t > FORGET_S]:
             del self.tracks[tid]
         horizon = self.zone.badge_window_s + self.zone.dwell_s + BADGE_KEEP_S
@@ -187,6 +189,22 @@ class RestrictedZoneRule:
             and (b.ts is None or b.ts >= batch.ts - horizon)
         ]
         return alerts + self._decide(lambda e: batch.t > e.t + self.zone.badge_window_s)
+
+    def _count(self, p: _Presence, track: int, batch: DetectionBatch, *, lost: bool) -> list[Alert]:
+        """The entry of `p` has lasted the dwell: reported now at closed hours, else held for
+        its badge window. `lost`: the person was last seen inside, not seen leaving."""
+        assert p.entered_t is not None and p.entered_ts is not None
+        p.counted = True
+        stayed = (p.last_t if lost else batch.t) - p.entered_t
+        e = _Entry(batch.camera, track, p.entered_t, p.entered_ts, stayed, p.conf, p.shift, p.origin,
+                   lost_at=p.last_t if lost else None)  # fmt: skip
+        closed = self._closed(e)
+        if not closed:
+            self.pending.append(e)
+            return []
+        window = self._window(e)
+        return [self._alert(e, [closed] + [f"badge {b.name} at {b.when()} admits no one at closed hours"
+                                           for b in window])]  # fmt: skip
 
     def add_badge(self, scan: ScanEvent) -> list[Alert]:
         """Record a badge event at this zone; its time may end the window of earlier entries."""
@@ -370,7 +388,9 @@ class RestrictedZoneRule:
                 [
                     f"person track {e.track} entered restricted zone {self.zone.id}"
                     f" at t={e.seen_t:.1f}s and stayed {e.stayed:.1f}s"
-                    f" (dwell threshold {self.zone.dwell_s:.1f}s)",
+                    f" (dwell threshold {self.zone.dwell_s:.1f}s)"
+                    + ("" if e.lost_at is None else
+                       f"; last seen inside at t={e.lost_at - e.shift:.1f}s, not seen leaving"),
                     *why,
                 ]
             ),

@@ -79,6 +79,11 @@ CASES = [
     ("new person far away after a loss is a new entry", seq((10, {1: OUT}), (20, {1: IN}),
         (5, {}), (10, {7: OUT}), (20, {7: IN})), 1.0, [(1, 1.0), (7, 4.5)]),
     ("zero dwell alerts on the entry frame", seq((3, {1: OUT}), (1, {1: IN})), 0.0, [(1, 0.3)]),
+    ("lost inside before the dwell, not seen leaving: an entry", seq((10, {1: OUT}), (4, {1: IN}),
+        (30, {})), 1.0, [(1, 1.0)]),
+    ("a glimpse inside, then lost: no entry", seq((10, {1: OUT}), (2, {1: IN}), (30, {})), 1.0, []),
+    ("lost inside, then seen leaving before the dwell: no entry", seq((10, {1: OUT}), (4, {1: IN}),
+        (3, {}), (20, {1: OUT})), 1.0, []),
 ]
 
 
