@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 GROUP = "notify"
 POLL_S = 0.5  # how often the sender looks for due deliveries
+RECOVER_EVERY_S = 5.0  # how often it looks for sends a crashed process left
 BATCH = 500
 DIGEST_LINES = 30  # alerts listed one per line in a digest; the rest are counted
 ERROR_CHARS = 500
@@ -267,20 +268,28 @@ class Notifier:
                 )  # fmt: skip
                 self.wake[ch.id].set()
 
-    def recover(self) -> int:
-        """Deliveries left `sending` by a stopped process: due again on the channels that resend
-        them, failed on the others; returns how many."""
-        resend = [ch.id for ch in self.channels if ch.config.resends_interrupted()]
+    def recover(self, channel: Channel | None = None) -> int:
+        """Deliveries a stopped process left `sending` on `channel` (default: every channel) —
+        their send lease, `send_timeout_s`, ran out; a live sender's are left alone: due again
+        on the channels that resend them, failed on the others; returns how many."""
+        now = self.clock()
+        channels = [channel] if channel else self.channels
+        resend = [ch.id for ch in channels if ch.config.resends_interrupted()]
+        stale = (
+            DeliveryRow.state == "sending",
+            DeliveryRow.next_at <= now,
+            DeliveryRow.channel.in_([ch.id for ch in channels]),
+        )
         with Session(self.engine) as s, s.begin():
             again = s.execute(
                 update(DeliveryRow)
-                .where(DeliveryRow.state == "sending", DeliveryRow.channel.in_(resend))
-                .values(state="pending", next_at=self.clock(), last_error=RESENT)
+                .where(*stale, DeliveryRow.channel.in_(resend))
+                .values(state="pending", next_at=now, last_error=RESENT)
                 .returning(DeliveryRow.id)
             ).all()
             dropped = s.execute(
                 update(DeliveryRow)
-                .where(DeliveryRow.state == "sending")
+                .where(*stale)
                 .values(state="failed", last_error=INTERRUPTED)
                 .returning(DeliveryRow.id)
             ).all()
@@ -346,7 +355,12 @@ class Notifier:
                 if s.execute(
                     update(DeliveryRow)
                     .where(DeliveryRow.id == row_id, DeliveryRow.state == "pending")
-                    .values(state="sending", attempts=DeliveryRow.attempts + 1)
+                    # While sending, `next_at` is the end of the send's lease (see recover).
+                    .values(
+                        state="sending",
+                        attempts=DeliveryRow.attempts + 1,
+                        next_at=self.clock() + self.settings.send_timeout_s,
+                    )
                     .returning(DeliveryRow.id)
                 ).first()
             ]
@@ -407,9 +421,15 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        recovered = 0.0
         while not self.stopping.is_set():
             self.wake.clear()
             try:
+                if time.monotonic() - recovered >= RECOVER_EVERY_S:
+                    recovered = time.monotonic()
+                    # Sends a crashed process left, once their lease ends. Only this channel's:
+                    # its own send in progress is on this thread, so never taken for a crash.
+                    self.notifier.recover(self.channel)
                 self.notifier.send_due(self.channel)
             except Exception:
                 logger.exception("sending notifications to %s failed; retrying", self.channel.id)

@@ -90,6 +90,7 @@ def main() -> None:
   digest_after: 100000
   rate_limit: {{max_per_minute: 100000}}
   retry: {{max_attempts: 10, backoff_s: 0.2, backoff_max_s: 2}}
+  send_timeout_s: 5
   channels: [{{id: desk, url: '{hook.url()}'}}]
 """
     )

@@ -268,6 +268,10 @@ class Notifications(Strict):
         5.0, ge=0, description="how long a message waits for the alert's snapshot to attach it"
     )
     retry: NotifyRetry = Field(default_factory=NotifyRetry, description="retries with backoff")
+    send_timeout_s: float = Field(
+        120.0, gt=0, description="a send not finished after this long was cut short by a crash:"
+        " resent or dropped as its channel's `interrupted` says (a live sender's sends are left alone)",
+    )
     dashboard_url: str | None = Field(
         None, description="the dashboard address officers use, for the link in each message"
     )

@@ -33,7 +33,7 @@ from bondwatch.site import parse_site
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def channel_yaml(webhook: Webhook, interrupted: str | None = None) -> str:
+def channel_yaml(webhook: Webhook, interrupted: str | None = None, send_timeout_s: float = 120.0) -> str:
     """One webhook channel that sends every alert alone, at once, retrying quickly."""
     policy = f", interrupted: {interrupted}" if interrupted else ""
     return f"""
@@ -41,6 +41,7 @@ def channel_yaml(webhook: Webhook, interrupted: str | None = None) -> str:
   digest_after: 10000
   rate_limit: {{max_per_minute: 10000}}
   retry: {{max_attempts: 10, backoff_s: 0.2, backoff_max_s: 1}}
+  send_timeout_s: {send_timeout_s}
   channels: [{{id: desk, url: '{webhook.url()}'{policy}}}]
 """
 
@@ -276,7 +277,8 @@ def test_bondwatch_notify_killed_in_the_middle_of_a_post(
     """`drop` never posts the interrupted alert again (at most once); a webhook by default posts
     it again (at least once: this receiver got it before the kill, so it has it twice)."""
     site_file = tmp_path / "site.yaml"
-    site_file.write_text(SITE_YAML + channel_yaml(webhook, interrupted), encoding="utf-8")
+    # A short send lease: the held send of the killed process counts as cut short after 2 s.
+    site_file.write_text(SITE_YAML + channel_yaml(webhook, interrupted, 2.0), encoding="utf-8")
     outbox, bus = Outbox(store), AlertBus(redis_server.url)
     alerts = [make_alert(i=i) for i in range(8)]
     webhook.hold_from = 3  # the fourth post arrives and gets no answer
@@ -303,7 +305,7 @@ def test_bondwatch_notify_killed_in_the_middle_of_a_post(
     assert delivery_states(store)[held] == ["sending"]
     webhook.hold_from = None
     webhook.release.set()
-    site = parse_site(SITE_YAML + channel_yaml(webhook, interrupted))
+    site = parse_site(SITE_YAML + channel_yaml(webhook, interrupted, 2.0))
     service = NotifyService(site, store, redis_server.url, tmp_path)
     service.start()
     try:

@@ -509,6 +509,26 @@ def test_a_webhook_send_cut_short_by_a_crash_is_sent_again(
     assert webhook.alert_ids() == [alert.id]  # the id in the message lets the receiver drop a repeat
 
 
+def test_a_send_still_within_its_lease_is_left_to_its_live_sender(
+    store: AlertStore, webhook: Webhook, tmp_path: Path
+) -> None:
+    """Two notifiers share the work; one starting (and recovering) must not take over the
+    other's send in progress: only a send whose lease (send_timeout_s) ran out was cut short."""
+    clock = Clock()
+    channel = f"{{id: desk, url: '{webhook.url()}'}}"
+    site = make_site(f"  snapshot_wait_s: 0\n  send_timeout_s: 60\n  channels: [{channel}]")
+    notifier = Notifier(site, store.engine, tmp_path / "evidence", clock=clock)
+    raise_alerts(store, notifier, [make_alert()])
+    with Session(store.engine) as s, s.begin():  # as _attempt leaves it while the POST is out
+        row = s.get_one(DeliveryRow, 1)
+        row.state, row.next_at = "sending", clock.now + 60
+    other = Notifier(site, store.engine, tmp_path / "evidence", clock=clock)
+    clock.now += 59
+    assert other.recover() == 0 and _rows(store)[0].state == "sending"
+    clock.now += 2
+    assert other.recover() == 1 and _rows(store)[0].state == "pending"
+
+
 @pytest.mark.parametrize(
     ("url", "resends"),
     [("json://h/x", True), ("forms://h/x", True), ("mailto://u:p@example.com", False),
