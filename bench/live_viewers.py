@@ -74,14 +74,7 @@ async def measure(url: str, cookies: dict[str, str], pid: int, n: int, seconds: 
     return (c1 - c0) / (t1 - t0), (f1 - f0) / (t1 - t0) / n
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--viewers", default="1,2,4")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bondwatch-viewers-"))
-    (tmp / "site.yaml").write_text(SITE.format(video=PETS))
-    port = free_port()
+def start_service(tmp: Path, port: int) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bondwatch.cli", "run", "--site", str(tmp / "site.yaml"), "--data",
@@ -95,7 +88,21 @@ def main() -> None:
             password = m.group(1)
         if "BondWatch dashboard:" in line:
             break
+    else:
+        sys.exit("the service exited before serving the dashboard")
     threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, password
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--viewers", default="1,2,4")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bondwatch-viewers-"))
+    (tmp / "site.yaml").write_text(SITE.format(video=PETS))
+    port = free_port()
+    proc, password = start_service(tmp, port)
     url = f"http://127.0.0.1:{port}"
     try:
         res = httpx.post(f"{url}/api/login", json={"name": "admin", "password": password})

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from glass_to_glass import BITS, PAGE_SAMPLER  # noqa: E402
+from live_viewers import start_service  # noqa: E402
 
 from bondwatch.redis_server import free_port  # noqa: E402
 
@@ -221,26 +221,6 @@ def glass_to_glass(url: str, password: str, seconds: float) -> dict[str, dict]:
             seen["canvas"] = result["canvas"]
         browser.close()
     return out
-
-
-def start_service(tmp: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bondwatch.cli", "run", "--site", str(tmp / "site.yaml"), "--data",
-         str(tmp / "data"), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    password = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if m := re.search(r"as admin / (\S+)", line):
-            password = m.group(1)
-        if "BondWatch dashboard:" in line:
-            break
-    else:
-        sys.exit("the service exited before serving the dashboard")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, password
 
 
 def main() -> None:

@@ -10,15 +10,14 @@ by whichever worker owns the camera when their window ends.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import MODEL, PETS_VIDEO, wait_for
+from test_worker import Workers as BaseWorkers
 
 from alerts.outbox import Outbox, OutboxRow
 from alerts.rules import RuleEngine
@@ -65,21 +64,11 @@ def write_site(path: Path, clip: Path) -> Path:
     return path
 
 
-class Workers:
-    def __init__(self, site: Path, data: Path, redis_url: str, logs: Path):
-        self.site, self.data, self.redis_url, self.logs = site, data, redis_url, logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+class Workers(BaseWorkers):
+    """One-camera workers running the model (test_worker's run without one)."""
 
-    def start(self, worker: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        log = (self.logs / f"{worker}.log").open("ab")
-        self.procs[worker] = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from bondwatch.cli import main; sys.exit(main())",
-             "worker", "--site", str(self.site), "--data", str(self.data), "--redis", self.redis_url,
-             "--worker-id", worker, "--capacity", "1", "--lease-s", str(LEASE_S), "--model", str(MODEL)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    def __init__(self, site: Path, data: Path, redis_url: str, logs: Path):
+        super().__init__(site, data, redis_url, logs, capacity=1, model=str(MODEL), lease_s=LEASE_S)
 
     def owner(self) -> str | None:
         value = self.client.get(lease_key(CAMERA))
@@ -87,19 +76,6 @@ class Workers:
 
     def alive(self, worker: str) -> bool:
         return bool(self.client.exists(worker_key(worker)))
-
-    def log(self, worker: str) -> str:
-        return (self.logs / f"{worker}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def test_person_inside_and_waiting_entries_survive_a_clean_handover_and_a_crash(

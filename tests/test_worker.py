@@ -47,18 +47,23 @@ def write_site(path: Path, clip: Path) -> Path:
 class Workers:
     """`bondwatch worker` subprocesses of one site, each logging to its own file."""
 
-    def __init__(self, site: Path, data: Path, redis_url: str, logs: Path):
+    def __init__(
+        self, site: Path, data: Path, redis_url: str, logs: Path, *,
+        capacity: int = 6, model: str = "none", lease_s: float = LEASE_S,
+    ):  # fmt: skip
         self.site, self.data, self.redis_url, self.logs = site, data, redis_url, logs
+        self.capacity, self.model, self.lease_s = capacity, model, lease_s
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
 
     def start(self, worker: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        log = (self.logs / f"{worker}.log").open("wb")
+        log = (self.logs / f"{worker}.log").open("ab")  # a worker started again goes on in its log
         self.procs[worker] = subprocess.Popen(
             [sys.executable, "-c", "import sys; from bondwatch.cli import main; sys.exit(main())",
              "worker", "--site", str(self.site), "--data", str(self.data), "--redis", self.redis_url,
-             "--worker-id", worker, "--capacity", "6", "--lease-s", str(LEASE_S), "--model", "none"],
+             "--worker-id", worker, "--capacity", str(self.capacity), "--lease-s", str(self.lease_s),
+             "--model", self.model],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
 
