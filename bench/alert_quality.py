@@ -99,20 +99,22 @@ def _iou_distance(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> np.ndar
     return np.where(iou >= min_iou, 1 - iou, np.nan)
 
 
-def sim(detector: Detector, tmp: Path, seeds: list[int]) -> list[str]:
+def sim(detector: Detector, renders: Path, seeds: list[int]) -> list[str]:
+    """Replay each scenario and seed, rendered into `renders` unless it is there already."""
     from sim.render import render_scenario
 
     rows = []
     for scenario in ("basic", "random"):
         for seed in seeds:
-            out = tmp / f"{scenario}-{seed}"
-            r = render_scenario(ROOT / "examples" / "scenarios" / f"{scenario}.yaml", out, seed=seed)
-            site = load_site(r.site)
+            out = renders / f"{scenario}-{seed}"
+            if not (out / "truth.jsonl").is_file():
+                render_scenario(ROOT / "examples" / "scenarios" / f"{scenario}.yaml", out, seed=seed)
+            site = load_site(out / "site.yaml")
             buf = io.StringIO()
-            replay(site, {c: str(p) for c, p in r.videos.items()}, buf, detector=detector,
-                   scans=load_scans(r.scans))  # fmt: skip
+            videos = {c.id: str(out / f"{c.id}.mp4") for c in site.cameras}
+            replay(site, videos, buf, detector=detector, scans=load_scans(out / "scans.jsonl"))
             alerts = [_json(line) for line in buf.getvalue().splitlines()]
-            truth = read_jsonl(r.truth)
+            truth = read_jsonl(out / "truth.jsonl")
             for kind in ("unauthorized_entry", "unscanned_departure"):
                 s = score([a for a in alerts if a["type"] == kind], [a for a in truth if a["type"] == kind])
                 rows.append(row(f"sim {scenario} seed {seed}, {kind}", s))
@@ -124,6 +126,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--sim-seeds", default="201,202")
     ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--renders", type=Path, help="keep (and reuse) the simulator renders here")
     args = ap.parse_args()
     detector = Detector(args.model)
     tmp = Path(tempfile.mkdtemp(prefix="bondwatch-bench-"))
@@ -131,7 +134,7 @@ def main() -> None:
     print(f"{'data':<44} {'truth':>6} {'alerts':>7} {'matched':>8} {'precision':>9} {'recall':>7}")
     rows = pets(detector, tmp)
     if not args.no_sim:
-        rows += sim(detector, tmp, [int(s) for s in args.sim_seeds.split(",")])
+        rows += sim(detector, args.renders or tmp, [int(s) for s in args.sim_seeds.split(",")])
     print("\n".join(rows))
 
 
