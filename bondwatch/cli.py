@@ -395,8 +395,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from bondwatch.accounts import AccountError, Accounts
-    from bondwatch.db import database_url
+    from bondwatch.accounts import AccountError
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.name}: ")
@@ -405,7 +404,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
-        Accounts(database_url(args.data)).add(args.name, args.role, password, args.factory)
+        _accounts(args.data).add(args.name, args.role, password, args.factory)
     except AccountError as e:
         raise UserError(str(e)) from None
     of = f", factory {args.factory}" if args.factory else ""
