@@ -233,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=15)
     tr.add_argument("--hours", type=float, help="time budget: fits the epoch count to it")
     tr.add_argument("--imgsz", type=int, default=640)
+    tr.add_argument(
+        "--run-imgsz",
+        type=int,
+        help="size the model runs at; above --imgsz it trains on --imgsz crops of pictures resized to it",
+    )
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--close-mosaic", type=int, default=5, help="last epochs without mosaic")
     tr.add_argument("--scale", type=float, default=0.5, help="random zoom range (augmentation)")
@@ -761,7 +766,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.name, run / "sim-train" / "data.yaml", run / "sim-heldout" / "data.yaml",
             mot, val_mot, run, Path(args.out), base=Path(args.base) if args.base else None,
             epochs=args.epochs, hours=args.hours, imgsz=args.imgsz, batch=args.batch,
-            close_mosaic=args.close_mosaic, scale=args.scale, about=about,
+            close_mosaic=args.close_mosaic, scale=args.scale, about=about, run_imgsz=args.run_imgsz,
         )  # fmt: skip
     except (TrainingError, ScenarioError) as e:
         raise UserError(str(e)) from None

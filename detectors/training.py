@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from detectors.yolo import RUN_IMGSZ_KEY  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES: tuple[str, ...] = ("person",)
@@ -503,6 +505,67 @@ def _add_split(images: Path, prefix: str, out: Path, split: str, keep=lambda _: 
     return count
 
 
+def crop_windows(width: int, height: int, crop: int) -> list[tuple[int, int]]:
+    """Top-left corners of the crop positions tried in a picture: left, centre, right
+    (and top, middle, bottom when the picture is taller than the crop)."""
+    xs = sorted({0, max(0, (width - crop) // 2), max(0, width - crop)})
+    ys = sorted({0, max(0, (height - crop) // 2), max(0, height - crop)})
+    return [(x, y) for y in ys for x in xs]
+
+
+def crop_labels(lines: list[str], size: tuple[int, int], window: tuple[int, int, int, int]) -> list[str]:
+    """YOLO label lines of a picture of ``size`` (w, h), re-expressed in ``window``
+    (x, y, w, h): boxes clipped to it, dropped when less than 40 % of them is inside."""
+    width, height = size
+    x0, y0, cw, ch = window
+    out = []
+    for line in lines:
+        cls, cx, cy, bw, bh = line.split()
+        w, h = float(bw) * width, float(bh) * height
+        left, top = float(cx) * width - w / 2, float(cy) * height - h / 2
+        x1, y1 = max(left, x0), max(top, y0)
+        x2, y2 = min(left + w, x0 + cw), min(top + h, y0 + ch)
+        if x2 - x1 < 2 or y2 - y1 < 2 or (x2 - x1) * (y2 - y1) < 0.4 * w * h:
+            continue
+        out.append(f"{cls} {((x1 + x2) / 2 - x0) / cw:.6f} {((y1 + y2) / 2 - y0) / ch:.6f} "
+                   f"{(x2 - x1) / cw:.6f} {(y2 - y1) / ch:.6f}")  # fmt: skip
+    return out
+
+
+def crop_split(out: Path, split: str, run_size: int, crop: int, unit: int = 1) -> int:
+    """Replace every picture of ``out``'s split by one ``crop``-pixel window of it, after
+    resizing it so its long side is ``run_size``: the size the model will see it at.
+
+    Training at ``crop`` pixels then costs what training at that size costs, while small
+    objects are learnt at the size they have when the model runs at ``run_size``. The window
+    kept is the one holding the most units; ties go round the positions by picture.
+    """
+    count = 0
+    for k, image_path in enumerate(sorted((out / "images" / split).iterdir())):
+        label_path = out / "labels" / split / f"{image_path.stem}.txt"
+        image = cv2.imread(str(image_path))
+        h, w = image.shape[:2]
+        r = run_size / max(h, w)
+        image = cv2.resize(image, (round(w * r), round(h * r)), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+        lines = [line for line in label_path.read_text().splitlines() if line.strip()]
+        windows = [(x, y, min(crop, w), min(crop, h)) for x, y in crop_windows(w, h, crop)]
+
+        def units(window: tuple[int, int, int, int], lines: list[str] = lines, size=(w, h)) -> int:
+            return sum(line.split()[0] == str(unit) for line in crop_labels(lines, size, window))
+
+        most = max(units(window) for window in windows)
+        best = [window for window in windows if units(window) == most]
+        x, y, cw, ch = best[k % len(best)]
+        image_path.unlink()  # hard links into the source exports: never write through them
+        label_path.unlink()
+        cv2.imwrite(str(image_path), image[y : y + ch, x : x + cw])
+        kept = crop_labels(lines, (w, h), (x, y, cw, ch))
+        label_path.write_text("".join(line + "\n" for line in kept))
+        count += 1
+    return count
+
+
 def _mot_part(source: MotSource, out_dir: Path) -> Path:
     """Convert one MOT source once (cached by its frame range); returns its images dir."""
     part = out_dir / f"{source.video.stem}-{source.first}-{source.last}"
@@ -523,13 +586,15 @@ def _data_yaml(path: Path, root: Path, train: str, val: str, extra: dict | None 
 
 def merge_datasets(
     sim_data: Path, sim_heldout: Path, mot_train: list[MotSource], mot_val: list[MotSource],
-    work: Path,
+    work: Path, crop: tuple[int, int] | None = None,
 ) -> Path:  # fmt: skip
     """Build the training dataset and the held-out evaluation sets; returns the training yaml.
 
     ``sim_data`` is an export of the training scenes (its val split, the tail of each
     training video, picks the best epoch); ``sim_heldout`` an export of scenes from seeds
-    never trained on, kept whole in its val split for the final scores only.
+    never trained on, kept whole in its val split for the final scores only. ``crop`` (run
+    size, crop size) cuts the training pictures as in `crop_split`; the held-out sets stay
+    whole pictures, scored at the run size.
     """
     check_disjoint(mot_train, mot_val)
     work = work.resolve()
@@ -558,8 +623,12 @@ def merge_datasets(
                            "images/all", {"label": label})  # fmt: skip
     _data_yaml(work / "eval-1-sim.yaml", Path(sim_heldout).resolve().parent, "images/val",
                "images/val", {"label": "simulator, held-out seeds"})  # fmt: skip
-    train_yaml = _data_yaml(merged / "data.yaml", merged, "images/train", "images/val",
-                            {"counts": counts})  # fmt: skip
+    extra: dict = {"counts": counts}
+    if crop:
+        for split in ("train", "val"):
+            crop_split(merged, split, *crop)
+        extra["crop"] = {"run_imgsz": crop[0], "crop": crop[1]}
+    train_yaml = _data_yaml(merged / "data.yaml", merged, "images/train", "images/val", extra)
     logger.info("merged dataset %s: %s", merged, counts)
     return train_yaml
 
@@ -729,6 +798,7 @@ def train_bundled(
     hours: float | None = None,
     scale: float = 0.5,
     about: dict[str, str] | None = None,
+    run_imgsz: int | None = None,
 ) -> BundledResult:
     """Train (or resume) the person+unit model, score it on held-out data, ship it to ``out``.
 
@@ -736,7 +806,10 @@ def train_bundled(
     the head is rebuilt for two classes); without it the model starts from its YAML.
     ``hours`` fits the epoch count to a time budget, as in ``train``; ``scale`` is the
     random zoom range (ultralytics' default 0.5 shrinks a small unit to half).  ``about`` holds
-    lines for the card that only the caller knows (sources, the command).
+    lines for the card that only the caller knows (sources, the command).  ``run_imgsz``, when
+    larger than ``imgsz``, is the size the model runs at: it trains on ``imgsz`` crops of
+    pictures resized to it (`crop_split`), is scored and exported at it, and the shipped
+    ``.pt`` records it (`RUN_IMGSZ_KEY`) for the detector.
     """
     from ultralytics import YOLO
 
@@ -749,7 +822,8 @@ def train_bundled(
         logger.info("resuming %s", last_pt)
         YOLO(str(last_pt)).train(resume=True, workers=2, plots=False)
     else:
-        data_yaml = merge_datasets(sim_data, sim_heldout, mot_train, mot_val, work)
+        crop = (run_imgsz, imgsz) if run_imgsz and run_imgsz > imgsz else None
+        data_yaml = merge_datasets(sim_data, sim_heldout, mot_train, mot_val, work, crop)
         start = str(base) if base else "yolo11n.yaml"
         YOLO(start).train(
             data=str(data_yaml),
@@ -781,11 +855,17 @@ def train_bundled(
         raise TrainingError(f"training left no {best_pt}")
     train_args = YOLO(str(best_pt)).ckpt.get("train_args", {})
     imgsz = int(train_args.get("imgsz", imgsz))
+    cropped = yaml.safe_load((work / "dataset" / "data.yaml").read_text()).get("crop")
+    if cropped:  # what the run was started with decides, also when it is resumed
+        imgsz = int(cropped["run_imgsz"])
     scores = {label: score_heldout(best_pt, path, imgsz) for label, path in _eval_sets(work).items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.pt"
-    shutil.copy2(best_pt, weights)
+    checkpoint = torch.load(best_pt, map_location="cpu", weights_only=False)
+    if cropped:
+        checkpoint[RUN_IMGSZ_KEY] = imgsz
+    torch.save(checkpoint, weights)
     onnx_path = out / f"{name}.onnx"
     shutil.move(str(shrink_onnx(export_onnx(best_pt, imgsz))), onnx_path)
     card = write_bundled_card(
@@ -828,6 +908,12 @@ def write_bundled_card(
     epochs = _epoch_seconds(run_dir)
     size = train_args.get("imgsz")
     counts = data.get("counts", {})
+    if cropped := data.get("crop"):
+        run = cropped["run_imgsz"]
+        size_row = (f"trained on {size} px crops of pictures resized to {run} px (long side), the crop "
+                    f"with the most units; runs at {run}; the ONNX takes 1x3x{run}x{run} float RGB 0-1")
+    else:
+        size_row = f"{size}; the ONNX takes 1x3x{size}x{size} float RGB 0-1"
     rows = [
         f"| {where} | {cls} | {s.images} | {s.instances} | {s.precision:.3f} | {s.recall:.3f} | "
         f"{s.map50:.3f} | {s.map50_95:.3f} | {s.tp_conf_median:.2f} | {s.tp_conf_p10:.2f} | "
@@ -851,7 +937,7 @@ frames of PETS 2009 S2.L1.
 | epochs | {len(epochs)} of {train_args.get("epochs")}, close_mosaic {train_args.get("close_mosaic")} |
 | augmentation | ultralytics defaults, zoom (scale) ±{train_args.get("scale")} |
 | optimizer | ultralytics auto; one step per batch (nbs = batch), 1 warmup epoch |
-| imgsz | {size}; the ONNX takes 1x3x{size}x{size} float RGB 0-1 |
+| imgsz | {size_row} |
 | batch | {train_args.get("batch")} |
 | time | CPU, {sum(epochs) / 60:.1f} min wall, {np.median(epochs) if epochs else 0:.0f} s per epoch (median) |
 | files | `{name}.pt` (fp16 weights), `{name}.onnx` (fp16-stored weights cast to fp32 at load) |

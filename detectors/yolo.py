@@ -54,6 +54,7 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "bondwatch-n.pt"
 DEFAULT_CACHE = Path.home() / ".cache" / "bondwatch"
 DEFAULT_IMGSZ = 640
+RUN_IMGSZ_KEY = "bondwatch_run_imgsz"  # in a .pt trained on crops: the size it runs at
 SOURCE_KEY = "bondwatch_source_sha256"  # int8 model metadata: file_hash of the .pt it came from
 
 
@@ -120,8 +121,10 @@ def cached_onnx(pt: Path, cache_dir: Path, imgsz: int) -> Path:
 
 
 def trained_imgsz(pt: Path) -> int:
-    """The image size a `.pt` was trained at: what it is exported and run at."""
-    imgsz = YOLO(str(pt), task="detect").overrides.get("imgsz") or DEFAULT_IMGSZ
+    """The image size a `.pt` runs at: the size it was trained at, or the one it records when
+    it was trained on crops of larger pictures (detectors/training.py, `crop_split`)."""
+    model = YOLO(str(pt), task="detect")
+    imgsz = (model.ckpt or {}).get(RUN_IMGSZ_KEY) or model.overrides.get("imgsz") or DEFAULT_IMGSZ
     return int(imgsz if isinstance(imgsz, int) else max(imgsz))
 
 
@@ -184,8 +187,9 @@ class Detector:
         self.batch_size = max(1, batch_size)
         try:
             run = path
-            if path.suffix == ".pt" and not torch.cuda.is_available():
+            if path.suffix == ".pt":
                 self.imgsz = trained_imgsz(path)
+            if path.suffix == ".pt" and not torch.cuda.is_available():
                 quantized = int8_for(path) if int8 else None
                 run = quantized or cached_onnx(path, Path(cache_dir or DEFAULT_CACHE), self.imgsz)
             self.model = YOLO(str(run), task="detect")
