@@ -36,10 +36,19 @@ class Pipeline:
                 self.detector.gate(cam.id, gate)
 
     def process(self, frames: list[Frame]) -> tuple[list[DetectionBatch], list[Alert]]:
-        batches = self.detector.track(frames, self.fps)
+        batches = self.track(frames)
         with self._lock:
             alerts = [a for b in batches for a in self.rules.process(b)]
         return batches, alerts
+
+    def track(self, frames: list[Frame]) -> list[DetectionBatch]:
+        """Detection and tracking only: `process` without the rules, which `apply` then runs."""
+        return self.detector.track(frames, self.fps)
+
+    def apply(self, batch: DetectionBatch) -> list[Alert]:
+        """The rules over one tracked frame."""
+        with self._lock:
+            return self.rules.process(batch)
 
     def scan(self, scan: ScanEvent) -> list[Alert]:
         """A scan may cover a pending departure, or close the grace window of others."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -128,7 +129,7 @@ def main() -> None:
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--renders", type=Path, help="keep (and reuse) the simulator renders here")
     args = ap.parse_args()
-    detector = Detector(args.model)
+    detector = Detector(args.model, parallel=os.cpu_count() or 1)  # as `bondwatch replay`
     tmp = Path(tempfile.mkdtemp(prefix="bondwatch-bench-"))
     print(f"model: {args.model}")
     print(f"{'data':<44} {'truth':>6} {'alerts':>7} {'matched':>8} {'precision':>9} {'recall':>7}")

@@ -6,8 +6,10 @@ Baseline: `YOLO(best.pt).track(source, stream=True)` over the clip, the loop mos
 write first. Ours: the same code path as `bondwatch replay` (PyAV decode, the Detector with
 its per-camera ByteTrack, the rules), given the same bundled .pt: on a CPU it runs the int8
 model quantized from that .pt (models/NAME.int8.onnx, detectors/quantize.py), and, for
-comparison, with int8 off, the float32 ONNX export cached from the .pt.
-Every frame of the clip is processed in all runs. Prints frames per second and ratios.
+comparison, with int8 off, the float32 ONNX export cached from the .pt; and the int8 path
+with one model session instead of one per core (what `bondwatch replay` runs). Both loops
+run the model at the size it runs at in BondWatch (`trained_imgsz`). Every frame of the clip
+is processed in all runs. Prints frames per second and ratios.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ultralytics import YOLO  # noqa: E402
 
 from bondwatch.replay import replay  # noqa: E402
 from bondwatch.site import parse_site  # noqa: E402
-from detectors.yolo import MODELS_DIR, Detector  # noqa: E402
+from detectors.yolo import MODELS_DIR, Detector, trained_imgsz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PETS = ROOT.parent / "shared" / "data" / "pets2009-s2l1" / "vtest.avi"
@@ -53,13 +55,16 @@ def clip(video: Path, frames: int, out: Path) -> Path:
 def plain_loop(model: Path, video: Path) -> tuple[int, float]:
     yolo = YOLO(str(model), task="detect")
     start = time.perf_counter()
-    n = sum(1 for _ in yolo.track(source=str(video), stream=True, tracker="bytetrack.yaml", verbose=False))
+    frames = yolo.track(
+        source=str(video), stream=True, tracker="bytetrack.yaml", verbose=False, imgsz=trained_imgsz(model)
+    )
+    n = sum(1 for _ in frames)
     return n, time.perf_counter() - start
 
 
-def ours(model: Path, video: Path, int8: bool = True) -> tuple[int, float]:
+def ours(model: Path, video: Path, int8: bool = True, parallel: int | None = None) -> tuple[int, float]:
     site = parse_site(SITE.format(video=video))
-    detector = Detector(model, int8=int8)
+    detector = Detector(model, int8=int8, parallel=parallel or os.cpu_count() or 1)
     stats = replay(site, {"pets": str(video)}, io.StringIO(), detector=detector)
     return stats.frames, stats.seconds
 
@@ -77,6 +82,7 @@ def main() -> None:
         ("plain ultralytics loop (.pt, torch)", plain_loop),
         ("bondwatch replay path (.pt -> int8 ONNX)", ours),
         ("bondwatch replay path (.pt -> float32 ONNX)", lambda m, v: ours(m, v, int8=False)),
+        ("int8 ONNX, one session (no parallel calls)", lambda m, v: ours(m, v, parallel=1)),
     ]:
         fn(pt, video)  # warm-up: model load, first-call allocations
         n, secs = fn(pt, video)

@@ -270,14 +270,15 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detector(model: str | None, site: Site, cache_dir: Path | None = None):  # type: ignore[no-untyped-def]
-    """The model named on the command line, else by $BONDWATCH_MODEL, the site, the bundle."""
+def _detector(model: str | None, site: Site, cache_dir: Path | None = None, parallel: int = 1):  # type: ignore[no-untyped-def]
+    """The model named on the command line, else by $BONDWATCH_MODEL, the site, the bundle;
+    `parallel` model sessions side by side (see Detector)."""
     from detectors.yolo import DEFAULT_MODEL, Detector, ModelError
 
     d = site.detection
     path = model or os.environ.get("BONDWATCH_MODEL") or d.model or DEFAULT_MODEL
     try:
-        return Detector(path, conf=d.conf, batch_size=d.batch_size, cache_dir=cache_dir)
+        return Detector(path, conf=d.conf, batch_size=d.batch_size, cache_dir=cache_dir, parallel=parallel)
     except ModelError as e:
         raise UserError(str(e)) from None
 
@@ -296,7 +297,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"{args.scans}: {len(untimed)} scan(s) have no `t`; replay needs the video time"
                 " of the station camera"
             )
-        detector = _detector(args.model, site)
+        detector = _detector(args.model, site, parallel=os.cpu_count() or 1)  # replay has the machine
         with open(args.out, "w", encoding="utf-8") as out:
             stats = replay(
                 site, sources, out, detector=detector, scans=scans,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from alerts.pipeline import Pipeline
 from alerts.types import Alert
@@ -19,6 +23,8 @@ from streams.rate import RateSampler
 from streams.source import open_frames
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ReplayError(Exception):
@@ -57,7 +63,14 @@ def replay(
     tracks_dir: str | Path | None = None,
     realtime: bool = False,
 ) -> ReplayStats:
-    """Process every camera's video; write each alert as a JSON line as soon as it is raised."""
+    """Process every camera's video; write each alert as a JSON line as soon as it is raised.
+
+    Frames are decoded on a thread of their own, ahead of the model, and taken through
+    detection in groups (the detector's batch size times its parallel sessions), so the
+    model calls of a group run side by side; tracking, scans and rules then go frame by
+    frame in video order, as live. A camera with a motion gate, or a real-time replay, goes
+    one frame at a time: the gate of a frame needs the units tracked in the frame before.
+    """
     pipeline = Pipeline(site, detector, replay=True)
     class_ids = {name: i for i, name in detector.names.items()}
     count = total_frames = 0
@@ -85,21 +98,21 @@ def replay(
             Path(tracks_dir).mkdir(parents=True, exist_ok=True)
             tracks_file = open(Path(tracks_dir) / f"{cam.id}.txt", "w", encoding="utf-8")  # noqa: SIM115
         sampler = RateSampler(cam.detect_fps)
+        group = 1 if realtime or cam.motion_gate else detector.batch_size * detector.parallel
+        sampled = (f for f in open_frames(sources[cam.id], camera=cam.id) if sampler.take(f.t))
         start = time.monotonic()
         frames = 0
         try:
-            for frame in open_frames(sources[cam.id], camera=cam.id):
-                if not sampler.take(frame.t):
-                    continue
-                if realtime and (lag := frame.t - (time.monotonic() - start)) > 0:
+            for chunk in _groups(_read_ahead(sampled, 2 * group), group):
+                if realtime and (lag := chunk[0].t - (time.monotonic() - start)) > 0:
                     time.sleep(lag)
-                while pending and (pending[0].t or 0.0) <= frame.t:
-                    emit(pipeline.scan(pending.popleft()))
-                batches, alerts = pipeline.process([frame])
-                frames += 1
-                if tracks_file is not None:
-                    _write_mot(tracks_file, batches[0], class_ids)
-                emit(alerts)
+                for batch in pipeline.track(chunk):
+                    while pending and (pending[0].t or 0.0) <= batch.t:
+                        emit(pipeline.scan(pending.popleft()))
+                    if tracks_file is not None:
+                        _write_mot(tracks_file, batch, class_ids)
+                    emit(pipeline.apply(batch))
+                frames += len(chunk)
             while pending:
                 emit(pipeline.scan(pending.popleft()))
             emit(pipeline.flush(camera=cam.id))
@@ -113,6 +126,45 @@ def replay(
             frames / elapsed if elapsed else 0.0,
         )  # fmt: skip
     return ReplayStats(alerts=count, frames=total_frames, seconds=time.monotonic() - t0)
+
+
+def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, produced on a thread of their own up to `depth` ahead; its errors re-raised here."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))  # type: ignore[type-arg]
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="replay-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _write_mot(f: TextIO, batch: DetectionBatch, class_ids: dict[str, int]) -> None:

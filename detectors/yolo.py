@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,9 @@ class Detector:
     these very bytes lies beside it and `int8` is on (about twice as fast on a CPU, same
     accuracy: detectors/quantize.py), else its cached float32 ONNX export (see the module
     docstring). Given an `.onnx`: that file as is. `batch_size` caps the frames of one model
-    call.
+    call. `parallel` ONNX sessions of one thread each run the model calls of one `track`
+    side by side (replay uses one per core: for this small model, frames in parallel beat
+    threads inside one call); with 1, one session on `threads` threads.
     """
 
     def __init__(
@@ -176,6 +179,7 @@ class Detector:
         batch_size: int = 8,
         threads: int | None = None,
         int8: bool = True,
+        parallel: int = 1,
     ):
         path = Path(model_path)
         if not path.is_file():
@@ -194,8 +198,11 @@ class Detector:
                 run = quantized or cached_onnx(path, Path(cache_dir or DEFAULT_CACHE), self.imgsz)
             self.model = YOLO(str(run), task="detect")
             self.names: dict[int, str] = dict(self.model.names)
+            self._models = [self.model]
             if run.suffix == ".onnx":
-                self._warm_up(run, threads)
+                self._models += [YOLO(str(run), task="detect") for _ in range(max(1, parallel) - 1)]
+                for model in self._models:
+                    self._warm_up(model, run, 1 if len(self._models) > 1 else threads)
         except ModelError:
             raise
         except Exception as e:  # ultralytics raises many kinds on a bad file
@@ -203,22 +210,43 @@ class Detector:
         self.path = path
         self.runtime = run
         self.tracker_params = tracker
+        self._pool = ThreadPoolExecutor(len(self._models)) if len(self._models) > 1 else None
         self._trackers: dict[str, BYTETracker] = {}
         self._gates: dict[str, MotionGate] = {}
         self._last_boxes: dict[str, object] = {}  # the camera's last model output, for skips
         self._last_units: dict[str, list[Box]] = {}
         logger.info("model %s runs as %s", path, run)
 
-    def _warm_up(self, onnx: Path, threads: int | None) -> None:
+    @property
+    def parallel(self) -> int:
+        """How many model calls run side by side."""
+        return len(self._models)
+
+    def _warm_up(self, model: YOLO, onnx: Path, threads: int | None) -> None:
         """Create ultralytics' predictor, then give it our CPU session (threads, no spinning)."""
-        self._predict([np.zeros((64, 64, 3), np.uint8)])
-        backend = getattr(self.model.predictor.model, "backend", None)
+        self._predict([np.zeros((64, 64, 3), np.uint8)], model)
+        backend = getattr(model.predictor.model, "backend", None)
         if backend is not None and not torch.cuda.is_available() and hasattr(backend, "session"):
             backend.session = cpu_session(onnx, threads)
 
-    def _predict(self, images: list[np.ndarray]) -> list:  # type: ignore[type-arg]
+    def _predict(self, images: list[np.ndarray], model: YOLO | None = None) -> list:  # type: ignore[type-arg]
         extra = {"imgsz": self.imgsz} if self.imgsz else {}
-        return self.model.predict(images, conf=self.conf, verbose=False, stream=False, rect=True, **extra)
+        model = model or self.model
+        return model.predict(images, conf=self.conf, verbose=False, stream=False, rect=True, **extra)
+
+    def _detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's boxes for each image, in order: in chunks of `batch_size`, the chunks
+        shared out over the model instances."""
+        chunks = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        n = len(self._models)
+        if self._pool is None or len(chunks) < 2:
+            results = [self._predict(chunk) for chunk in chunks]
+        else:
+            parts = list(self._pool.map(
+                lambda k: [self._predict(c, self._models[k]) for c in chunks[k::n]], range(n)
+            ))  # fmt: skip
+            results = [parts[i % n][i // n] for i in range(len(chunks))]
+        return [r.boxes.cpu().numpy() for chunk in results for r in chunk]
 
     def gate(self, camera: str, gate: MotionGate | None) -> None:
         """Turn motion gating on (a gate) or off (None) for `camera`."""
@@ -239,22 +267,23 @@ class Detector:
         `fps` is the detection rate of the cameras, which sets how long lost tracks live. A
         frame its camera's motion gate lets pass is not run through the model: its tracker is
         fed that camera's last detections again, so tracks stay put and ByteTrack's lost-track
-        clock, counted in frames, still advances once per frame.
+        clock, counted in frames, still advances once per frame. Several frames of one camera
+        are tracked in their order (replay); with a motion gate, give one per call, as the gate
+        of a frame needs the units tracked in the frame before.
         """
         frames = list(frames)
         todo = [
-            f
-            for f in frames
+            i
+            for i, f in enumerate(frames)
             if f.camera not in self._last_boxes
             or (gate := self._gates.get(f.camera)) is None
             or gate.needs_inference(f.t, f.image, self._last_units.get(f.camera, ()))
         ]
-        for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i : i + self.batch_size]
-            for frame, result in zip(chunk, self._predict([f.image for f in chunk]), strict=True):
-                self._last_boxes[frame.camera] = result.boxes.cpu().numpy()
+        found = dict(zip(todo, self._detect([frames[i].image for i in todo]), strict=True))
         batches = []
-        for frame in frames:
+        for i, frame in enumerate(frames):
+            if i in found:
+                self._last_boxes[frame.camera] = found[i]
             tracker = self._trackers.get(frame.camera)
             if tracker is None:
                 rate = fps[frame.camera] if isinstance(fps, dict) else fps

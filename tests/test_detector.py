@@ -107,3 +107,24 @@ def test_gated_detector_keeps_tracks_alive_on_a_static_camera():
     ids = [sorted(d.track for d in b.tracked()) for b in batches]
     assert ids[-1] and ids[-1] == ids[2], "skipped frames keep the same tracks"
     assert [b.index for b in batches] == list(range(8))
+
+
+def _tracks(batches) -> list[list[tuple[int, str, tuple[int, ...]]]]:
+    return [sorted((d.track, d.cls, tuple(round(v) for v in d.box)) for d in b.detections) for b in batches]
+
+
+def test_parallel_sessions_and_grouped_frames_track_as_one_frame_at_a_time():
+    """Replay's speed-up (several frames of a camera per call, model calls side by side on two
+    sessions) must not change a single box or track id against the one-by-one loop."""
+    frames = [
+        Frame(camera="pets", index=i, t=i / 7.0, ts=1000.0 + i / 7.0, image=img)
+        for i, img in enumerate(pets_frames(20))
+    ]
+    one = Detector(MODEL, batch_size=2)
+    sequential = [b for f in frames for b in one.track([f], 7.0)]
+    two = Detector(MODEL, batch_size=2, parallel=2)
+    assert two.parallel == 2
+    grouped = two.track(frames[:13], 7.0) + two.track(frames[13:], 7.0)
+    assert [b.index for b in grouped] == list(range(20))
+    assert sum(len(b.detections) for b in sequential) > 20, "the clip has people to track"
+    assert _tracks(grouped) == _tracks(sequential)

@@ -97,3 +97,17 @@ def test_replay_bad_site_file(tmp_path):
     r = bondwatch("replay", "--site", str(bad), "--out", str(tmp_path / "a.jsonl"))
     assert r.returncode == 2
     assert r.stderr.strip() == f"bondwatch: {bad}: 1 error(s): cameras[0].zoom: unknown key 'zoom' (line 4)"
+
+
+def test_read_ahead_keeps_order_and_hands_on_the_decoders_error():
+    from bondwatch.replay import _read_ahead
+
+    def decode():
+        yield from range(5)
+        raise ValueError("corrupt packet")
+
+    seen = []
+    with pytest.raises(ValueError, match="corrupt packet"):
+        for item in _read_ahead(decode(), 2):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
