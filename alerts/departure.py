@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.types import Alert, iso
+from alerts.types import Alert, Stamped
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Zone
 from detectors.types import DetectionBatch
@@ -100,24 +100,13 @@ class _Departure:
 
 
 @dataclass
-class _Scan:
-    serial: str
-    t: float | None  # video time (replay)
-    ts: float | None  # wall clock corrected for the scanner's skew (live)
+class _Scan(Stamped):
+    serial: str = ""
     used_by: _Departure | None = None
 
     def offset(self, dep: _Departure) -> float:
-        """Seconds from the departure to this scan, in the scan's own time base."""
-        if self.t is not None:
-            return self.t - dep.t
-        assert self.ts is not None
-        return self.ts - dep.ts
-
-    def when(self) -> str:
-        if self.t is not None:
-            return f"t={self.t:.1f} s"
-        assert self.ts is not None
-        return iso(self.ts)
+        """Seconds from the departure to this scan."""
+        return self.seconds_after(dep.t, dep.ts)
 
     def key(self) -> tuple[str, float | None, float | None]:
         """Identifies the scan on every worker (all of them read every scan)."""
@@ -189,7 +178,7 @@ class DepartureRule:
         if scan.station != self.zone.station:
             return []
         ts = None if scan.ts is None else scan.ts.timestamp() - self.zone.clock_skew_s
-        s = _Scan(scan.serial, scan.t, ts)
+        s = _Scan(scan.t, ts, serial=scan.serial)
         self.scans.append(s)
         return self._decide(lambda d: s.offset(d) > self.zone.scan_grace_s)
 
@@ -242,7 +231,7 @@ class DepartureRule:
         self.pending = [_Departure.from_json(camera, d, shift) for d in state.get("pending", [])]
         local = {s.key(): s for s in self.scans}
         for d in state.get("scans", []):
-            s = _Scan(d["serial"], None if d["t"] is None else d["t"] + shift, d["ts"])
+            s = _Scan(None if d["t"] is None else d["t"] + shift, d["ts"], serial=d["serial"])
             s = local.get(s.key(), s)
             used = d.get("used_by")
             s.used_by = None if used is None else _Departure.from_json(camera, used, shift)

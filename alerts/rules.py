@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.departure import HANDOVER_ADOPT_S, DepartureRule, event_id
-from alerts.types import Alert, iso
+from alerts.types import Alert, Stamped
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site, Zone
 from detectors.types import DetectionBatch
@@ -90,24 +90,13 @@ class _Entry:
 
 
 @dataclass
-class _Badge:
-    name: str  # the badge id, or who badged when the reader sends no id
-    t: float | None  # video time (replay)
-    ts: float | None  # wall clock corrected for the reader's skew (live)
+class _Badge(Stamped):
+    name: str = ""  # the badge id, or who badged when the reader sends no id
     used_by: list[_Entry] = field(default_factory=list)
 
     def offset(self, e: _Entry) -> float:
-        """Seconds from the badge to the entry, in the badge's own time base."""
-        if self.t is not None:
-            return e.t - self.t
-        assert self.ts is not None
-        return e.ts - self.ts
-
-    def when(self) -> str:
-        if self.t is not None:
-            return f"t={self.t:.1f} s"
-        assert self.ts is not None
-        return iso(self.ts)
+        """Seconds from the badge to the entry."""
+        return -self.seconds_after(e.t, e.ts)
 
     def key(self) -> tuple[str, float | None, float | None]:
         """Identifies the badge event on every worker (all of them read every badge)."""
@@ -213,7 +202,7 @@ class RestrictedZoneRule:
         extra = scan.model_extra or {}
         name = str(extra.get("badge") or extra.get("operator") or "(no id)")
         ts = None if scan.ts is None else scan.ts.timestamp() - self.zone.clock_skew_s
-        b = _Badge(name, scan.t, ts)
+        b = _Badge(scan.t, ts, name=name)
         self.badges.append(b)
         return self._decide(lambda e: -b.offset(e) > self.zone.badge_window_s)
 
@@ -267,7 +256,7 @@ class RestrictedZoneRule:
         self.pending = [_Entry.from_json(camera, d, shift) for d in state.get("pending", [])]
         local = {b.key(): b for b in self.badges}
         for d in state.get("badges", []):
-            b = _Badge(d["name"], None if d["t"] is None else d["t"] + shift, d["ts"])
+            b = _Badge(None if d["t"] is None else d["t"] + shift, d["ts"], name=d["name"])
             b = local.get(b.key(), b)
             b.used_by = [_Entry.from_json(camera, e, shift) for e in d.get("used_by", [])]
             if b.key() not in local:

@@ -69,3 +69,25 @@ class Alert:
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Stamped:
+    """A scan or a badge as a rule holds it: its video time in replay, or live its wall clock
+    corrected for the reader's skew. Exactly one of the two is set."""
+
+    t: float | None
+    ts: float | None
+
+    def seconds_after(self, t: float, ts: float) -> float:
+        """Seconds from the moment (`t`, `ts`) to this event, in the event's own time base."""
+        if self.t is not None:
+            return self.t - t
+        assert self.ts is not None
+        return self.ts - ts
+
+    def when(self) -> str:
+        if self.t is not None:
+            return f"t={self.t:.1f} s"
+        assert self.ts is not None
+        return iso(self.ts)
