@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 GENESIS = "0" * 64  # the prev_sha256 of a camera's first segment
 RECORDINGS_SUBDIR = "recordings"  # under the data directory
 SEGMENT_SUFFIX = ".mp4"
+NOT_RUNNING = "not recording (the service was stopped or crashed)"  # a hole nobody reported
 
 
 class Base(DeclarativeBase):
@@ -298,7 +299,7 @@ class RecordingStore:
                     camera=camera,
                     from_ts=last_end,
                     to_ts=start_ts,
-                    reason="not recording (the service was stopped or crashed)",
+                    reason=NOT_RUNNING,
                 )
             )
 

@@ -31,11 +31,13 @@ from bondwatch.scanlog import ScanLog
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Site, load_site
 from dashboard.app import create_app
+from dashboard.routes.overview import UPTIME_BASIS
 from detectors.yolo import Detector
 from streams.recordings import NewSegment, RecordingStore
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DAY = 86400.0
+STOPPED = 7  # the segment of `pets` not recorded: the service was not running
 SERIAL = "SN0001234"
 # Where the test draws the new restricted zone: right of the PETS frame, where people walk in.
 GATE = [(520, 280), (760, 280), (760, 450), (520, 450)]
@@ -73,8 +75,11 @@ def add_history(store: AlertStore, now: float) -> list[Alert]:
 
 
 def add_recording(rec: RecordingStore, tmp: Path, now: float) -> None:
-    """Two hours of `pets` recorded in 10-minute segments (the files' content does not matter)."""
+    """Two hours of `pets` in 10-minute segments (the files' content does not matter), less the
+    eighth: the service was stopped for those 10 minutes."""
     for k in range(12):
+        if k == STOPPED:
+            continue
         part = tmp / f"part-{k}.mp4"
         part.write_bytes(b"segment %d" % k)
         final = rec.root / "pets" / f"{k:04d}.mp4"
@@ -213,6 +218,15 @@ def test_overview_draws_alerts_uptime_and_coverage(views: Views, page: Page):
     expect(dock.locator(".hbar-note")).to_have_text("1 次离线")
     uptime = float(dock.locator(".hbar-fill").get_attribute("data-value"))
     assert 0.97 < uptime < 1.0  # one hour down in the week
+    expect(dock.locator(".hbar-part[data-part=down]")).to_have_count(1)
+    expect(dock.locator(".hbar-part[data-part=unwatched]")).to_have_count(0)
+    # pets: watched for the last two hours, 10 minutes of them with the service stopped.
+    pets_up = page.locator('#ov-uptime .hbar[data-camera="pets"]')
+    expect(pets_up.locator(".hbar-note")).to_contain_text("0 次离线 · 服务未运行 10 分钟 · 自 ")
+    up = float(pets_up.locator(".hbar-fill").get_attribute("data-value"))
+    unwatched = float(pets_up.locator(".hbar-part[data-part=unwatched]").get_attribute("data-value"))
+    assert (up, unwatched) == (pytest.approx(11 / 12, abs=0.005), pytest.approx(1 / 12, abs=0.005))
+    expect(page.locator("#ov-uptime-legend .legend-item")).to_have_text(["离线", "服务未运行"])
     pets = page.locator('#ov-coverage .hbar[data-camera="pets"] .hbar-fill')
     coverage = float(pets.get_attribute("data-value"))
     assert coverage > 0  # two hours recorded ...
@@ -222,6 +236,8 @@ def test_overview_draws_alerts_uptime_and_coverage(views: Views, page: Page):
     expect(page.locator("#ov-alerts g.day")).to_have_count(30)
     page.click("[data-lang=en]")
     expect(page.locator("#overview-days button[data-days='30']")).to_have_text("Last 30 days")
+    expect(page.locator("#ov-uptime-legend .legend-item")).to_have_text(["Offline", "Service not running"])
+    expect(pets_up.locator(".hbar-note")).to_contain_text("0 outages · not running 10 min · since ")
     page.screenshot(path=ARTIFACTS / "overview-en.png")
 
 
@@ -235,9 +251,16 @@ def test_overview_api_counts_days_uptime_and_coverage(views: Views):
         assert sum(sum(d["counts"].values()) for d in body["days"]) == len(views.alerts)
         assert body["types"][:2] == ["unscanned_departure", "unauthorized_entry"]
         pets = next(c for c in body["coverage"] if c["camera"] == "pets")
-        assert pets["recorded_s"] == pytest.approx(2 * 3600, abs=1)
+        assert pets["recorded_s"] == pytest.approx(2 * 3600 - 600, abs=1)
         dock = next(u for u in body["uptime"] if u["camera"] == "dock")
         assert (dock["down_s"], dock["outages"]) == (pytest.approx(3600, abs=1), 1)
+        assert (dock["unwatched_s"], dock["since_ts"]) == (0, body["from_ts"])  # nothing recorded of it
+        up = next(u for u in body["uptime"] if u["camera"] == "pets")
+        window = body["to_ts"] - up["since_ts"]  # from its first segment, two hours before the fixture's now
+        assert 2 * 3600 <= window < 2 * 3600 + 300
+        assert (up["down_s"], up["unwatched_s"]) == (0, 600)
+        assert up["up_s"] == pytest.approx(window - 600, abs=0.1)
+        assert body["uptime_basis"] == UPTIME_BASIS
         assert client.get("/api/overview", params={"tz": "Mars/Base"}).status_code == 422
         assert client.get("/api/overview", params={"days": 0}).status_code == 422
 

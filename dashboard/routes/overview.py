@@ -1,11 +1,27 @@
 """Overview: alerts per day and type, camera uptime and recording coverage over the last days.
 
-No camera health history is stored, so uptime is derived from the `camera_offline` and
-`camera_online` alerts the service raises when a camera goes dark and comes back: a camera is
-down from an offline alert to the next online alert (or to now, if none followed). Time when
-the service itself was not running counts as up, because nothing recorded it; recording
-coverage (recorded seconds over the window, from the recording index) shows that time as a
-hole, so the two charts side by side tell the whole story.
+Camera uptime splits each camera's window into three parts that add up to it:
+
+- down: from a `camera_offline` alert to the next `camera_online` alert of the camera (or to
+  now, if none followed). No camera health history is stored; these alerts are the record.
+- unwatched: the service was not running, so nobody watched the camera. The recording index
+  knows these times: a hole between two segments that nobody reported is a gap with the reason
+  `NOT_RUNNING`. Unwatched time is not up, and it is not down either: an offline alert raised
+  before the service stopped says nothing about the time it was stopped, so where the two
+  overlap the time counts once, as unwatched.
+- up: the rest.
+
+The window of a camera starts at the first moment it was watched inside the period: its first
+recorded segment (retention-removed ones count) or its first health alert, whichever is
+earlier. The time before a camera was first watched (not yet installed, the service not yet
+set up) is neither up nor unwatched; the fractions are over [since_ts, now].
+
+What this cannot see: a camera with nothing recorded at all (the index cannot say when it was
+watched; its uptime is from the alerts alone, over the whole period); a stop of the service
+while the camera was already in a reported outage (the open outage gap absorbs it, so it counts
+as down); and a stop that lasts now (it becomes a gap when recording resumes). Without
+recording configured nothing says when the service ran, so uptime is from the alerts alone and
+time the service was not running counts as up; `uptime_basis` says which basis was used.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ from sqlalchemy.orm import Session
 from alerts.store import AlertRow
 from dashboard.auth import Permission
 from dashboard.deps import DashboardDep, UserScope, require
+from streams.recordings import NOT_RUNNING, RecordingStore, SegmentRow
 
 router = APIRouter(prefix="/api", tags=["overview"])
 
@@ -37,8 +54,12 @@ class DayOut(BaseModel):
 class UptimeOut(BaseModel):
     camera: str
     name: str
-    uptime: float = Field(description="fraction of the window the camera was up (0-1)")
-    down_s: float
+    uptime: float = Field(description="fraction of the camera's window [since_ts, to_ts] it was up (0-1)")
+    unwatched: float = Field(description="fraction of that window the service was not running (0-1)")
+    up_s: float
+    down_s: float = Field(description="seconds offline per the alerts, less the unwatched time")
+    unwatched_s: float = Field(description="seconds the service was not running (recording index)")
+    since_ts: float = Field(description="start of the camera's window: from_ts, or when it was first watched")
     outages: int = Field(description="offline alerts in the window")
 
 
@@ -104,40 +125,117 @@ def overview(
     present = {k for counts in per_day.values() for k in counts}
     types = [k for k in TYPE_ORDER if k in present] + sorted(present - set(TYPE_ORDER))
     events = [(cam, kind, at) for cam, kind, at in health]
+    recording = dash.recording
     return OverviewOut(
         from_ts=start,
         to_ts=now,
         timezone=zone.key,
         days=[DayOut(date=d, counts=c) for d, c in per_day.items()],
         types=types,
-        uptime=[_uptime(cam, names[cam], events, start, now) for cam in names],
-        uptime_basis="camera_offline / camera_online alerts (no health history is stored)",
+        uptime=[camera_uptime(cam, names[cam], events, start, now, recording) for cam in names],
+        uptime_basis=UPTIME_BASIS if recording is not None else UPTIME_BASIS_NO_RECORDING,
         coverage=[_coverage(dash, cam, names[cam], start, now) for cam in names],
     )
 
 
-def _uptime(
-    camera: str, name: str, events: list[tuple[str, str, float]], start: float, end: float
+UPTIME_BASIS = (
+    "down: camera_offline / camera_online alerts (no health history is stored); unwatched: the "
+    "recording index's gaps where the service was not running (counted once, as unwatched, where "
+    "they overlap down time); each camera from the first moment it was watched (since_ts)"
+)
+UPTIME_BASIS_NO_RECORDING = (
+    "camera_offline / camera_online alerts only (no health history is stored); no recording is "
+    "configured, so time the service was not running cannot be told and counts as up"
+)
+
+Span = tuple[float, float]
+
+
+def camera_uptime(
+    camera: str,
+    name: str,
+    events: list[tuple[str, str, float]],
+    start: float,
+    end: float,
+    recording: RecordingStore | None,
 ) -> UptimeOut:
-    """Down from each offline alert to the next online alert of `camera`, clipped to the window."""
+    """Up, down and unwatched time of `camera` over [since, end]; `events`: health alerts, oldest first."""
+    down_spans: list[Span] = []
     down_since: float | None = None
-    down = 0.0
     outages = 0
+    first_alert: float | None = None
     for cam, kind, at in events:
         if cam != camera:
             continue
+        first_alert = at if first_alert is None else min(first_alert, at)
         if kind == "camera_offline" and down_since is None:
             down_since = at
             outages += at >= start
         elif kind == "camera_online" and down_since is not None:
-            down += max(0.0, min(at, end) - max(down_since, start))
+            down_spans.append((down_since, at))
             down_since = None
     if down_since is not None:
-        down += max(0.0, end - max(down_since, start))
-    window = max(end - start, 1e-9)
+        down_spans.append((down_since, end))
+    since = start
+    unwatched_spans: list[Span] = []
+    if recording is not None:
+        first = _first_recorded(recording, camera)
+        if first is not None:  # nothing recorded at all: the index cannot say when it was watched
+            if first_alert is not None:
+                first = min(first, first_alert)  # the service raised it, so it was watching
+            since = min(max(start, first), end)
+            unwatched_spans = [
+                (g.from_ts, g.to_ts if g.to_ts is not None else end)
+                for g in recording.gaps(camera)
+                if g.reason == NOT_RUNNING
+            ]
+    unwatched_spans = _clip(unwatched_spans, since, end)
+    down_spans = _clip(down_spans, since, end)
+    unwatched = _length(unwatched_spans)
+    down = _length(down_spans) - _overlap(down_spans, unwatched_spans)
+    window = end - since
+    up = max(0.0, window - down - unwatched)
+    share = max(window, 1e-9)
     return UptimeOut(
-        camera=camera, name=name, uptime=round(1 - down / window, 4), down_s=round(down, 1), outages=outages
-    )
+        camera=camera, name=name, uptime=round(up / share, 4) if window > 0 else 1.0,
+        unwatched=round(unwatched / share, 4), up_s=round(up, 1), down_s=round(down, 1),
+        unwatched_s=round(unwatched, 1), since_ts=since, outages=outages,
+    )  # fmt: skip
+
+
+def _first_recorded(recording: RecordingStore, camera: str) -> float | None:
+    """When `camera`'s first segment began, counting segments retention has since removed."""
+    with Session(recording.engine) as s:
+        return s.scalar(select(func.min(SegmentRow.start_ts)).where(SegmentRow.camera == camera))
+
+
+def _clip(spans: list[Span], lo: float, hi: float) -> list[Span]:
+    """`spans` cut to [lo, hi] and merged: sorted, disjoint, each second once."""
+    merged: list[Span] = []
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in spans):
+        if b <= a:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _length(spans: list[Span]) -> float:
+    return sum(b - a for a, b in spans)
+
+
+def _overlap(xs: list[Span], ys: list[Span]) -> float:
+    """Seconds in both of two merged span lists."""
+    total, i, j = 0.0, 0, 0
+    while i < len(xs) and j < len(ys):
+        total += max(0.0, min(xs[i][1], ys[j][1]) - max(xs[i][0], ys[j][0]))
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
 
 
 def _coverage(dash: DashboardDep, camera: str, name: str, start: float, end: float) -> CoverageOut:

@@ -8,7 +8,16 @@ Object.assign(I18N["zh-CN"], {
   ov_range: (from, to, tz) => `${from} 至 ${to}（${tz}）`,
   ov_alerts_per_day: "每日告警（按类型）",
   ov_uptime: "摄像头在线率",
-  ov_uptime_note: "根据“摄像头离线 / 恢复”告警推算（系统未保存健康历史）；服务未运行的时间计为在线。",
+  ov_uptime_note:
+    "离线时间根据“摄像头离线 / 恢复”告警推算（系统未保存健康历史）；服务未运行（录像索引中的停机缺口）无人监控，单独显示，不计为在线。每台摄像头自首次受监控起计算。",
+  ov_uptime_note_norec: "根据“摄像头离线 / 恢复”告警推算（系统未保存健康历史）；未启用录像，无法得知服务未运行的时间，这段时间计为在线。",
+  ov_up: "在线",
+  ov_down: "离线",
+  ov_unwatched: "服务未运行",
+  ov_unwatched_for: (d) => `服务未运行 ${d}`,
+  ov_since: (date) => `自 ${date} 起`,
+  ov_minutes: (n) => `${n} 分钟`,
+  ov_hours: (n) => `${n} 小时`,
   ov_coverage: "录像覆盖率",
   ov_coverage_note: "已录制时长 / 统计时段；服务未运行或录像中断的时间计为缺口。",
   ov_no_recording: "未启用录像",
@@ -29,7 +38,16 @@ Object.assign(I18N.en, {
   ov_alerts_per_day: "Alerts per day, by type",
   ov_uptime: "Camera uptime",
   ov_uptime_note:
-    "Derived from camera offline / back online alerts (no health history is stored); time the service was not running counts as up.",
+    "Offline time is derived from camera offline / back online alerts (no health history is stored); time the service was not running (stops in the recording index) was not watched: it is shown apart and not counted as up. Each camera counts from when it was first watched.",
+  ov_uptime_note_norec:
+    "Derived from camera offline / back online alerts (no health history is stored); recording is disabled, so time the service was not running cannot be told and counts as up.",
+  ov_up: "Up",
+  ov_down: "Offline",
+  ov_unwatched: "Service not running",
+  ov_unwatched_for: (d) => `not running ${d}`,
+  ov_since: (date) => `since ${date}`,
+  ov_minutes: (n) => `${n} min`,
+  ov_hours: (n) => `${n} h`,
   ov_coverage: "Recording coverage",
   ov_coverage_note: "Recorded time over the period; time the service was down or recording failed counts as a gap.",
   ov_no_recording: "Recording disabled",
@@ -51,7 +69,13 @@ const TYPE_COLORS = {
   camera_offline: "#b583ff",
   camera_online: "#2ecc71",
 };
+// The parts of an uptime bar after the time up (coloured by how good the uptime is).
+const UPTIME_PARTS = {
+  down: "#b583ff", // as the camera_offline alerts it comes from
+  unwatched: "#8a97a8", // grey: nobody watched, neither up nor down
+};
 const overviewState = { days: 7, data: null, error: null };
+let hbarClips = 0; // ids of the clip paths that round stacked bars
 
 async function loadOverview() {
   overviewState.error = null;
@@ -91,12 +115,57 @@ function renderOverview() {
   // Drawn at the size they are shown, so text stays at its CSS size whatever the window.
   const width = (el) => Math.max(320, Math.floor(el.clientWidth || 760));
   charts[0].replaceChildren(alertsChart(d, width(charts[0])));
-  charts[1].replaceChildren(barList(d.uptime.map((u) => ({
-    id: u.camera, name: u.name, value: u.uptime, note: t("ov_outages", u.outages),
-  })), width(charts[1])));
+  renderUptimeLegend(d);
+  charts[1].replaceChildren(barList(d.uptime.map((u) => uptimeRow(u, d)), width(charts[1])));
   charts[2].replaceChildren(barList(d.coverage.map((c) => ({
     id: c.camera, name: c.name, value: c.coverage, note: c.coverage === null ? t("ov_no_recording") : t("ov_gaps", c.gaps),
   })), width(charts[2])));
+}
+
+function duration(s) {
+  return s < 3600 ? t("ov_minutes", Math.max(1, Math.round(s / 60))) : t("ov_hours", (s / 3600).toFixed(1));
+}
+
+// Up, then offline, then service not running: the three add up to the camera's watched window.
+function uptimeRow(u, d) {
+  const unwatched = u.unwatched || 0;
+  const down = Math.max(0, 1 - u.uptime - unwatched);
+  const notes = [t("ov_outages", u.outages)];
+  if (u.unwatched_s > 0) notes.push(t("ov_unwatched_for", duration(u.unwatched_s)));
+  if (u.since_ts > d.from_ts + 1) {
+    const since = new Date(u.since_ts * 1000).toLocaleString(lang, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    notes.push(t("ov_since", since));
+  }
+  return {
+    id: u.camera, name: u.name, value: u.uptime, note: notes.join(" · "),
+    parts: [
+      { key: "down", value: down, label: t("ov_down") },
+      { key: "unwatched", value: unwatched, label: t("ov_unwatched") },
+    ],
+  };
+}
+
+function renderUptimeLegend(d) {
+  const head = document.getElementById("ov-uptime").closest(".card").querySelector(".card-head");
+  let legend = document.getElementById("ov-uptime-legend");
+  if (!legend) {
+    legend = htmlEl("div", "legend");
+    legend.id = "ov-uptime-legend";
+    head.append(legend);
+  }
+  const recording = d.coverage.some((c) => c.coverage !== null);
+  const keys = recording ? ["down", "unwatched"] : ["down"];
+  legend.replaceChildren(...keys.map((key) => {
+    const span = htmlEl("span", "legend-item");
+    span.dataset.part = key;
+    const swatch = htmlEl("span", "legend-key");
+    swatch.style.background = UPTIME_PARTS[key];
+    span.append(swatch, document.createTextNode(t(`ov_${key}`)));
+    return span;
+  }));
+  const note = document.getElementById("ov-uptime").parentElement.querySelector("p[data-i18n]");
+  note.dataset.i18n = recording ? "ov_uptime_note" : "ov_uptime_note_norec";
+  note.textContent = t(note.dataset.i18n);
 }
 
 function renderKpis(d) {
@@ -183,7 +252,8 @@ function niceStep(max) {
   return [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
 }
 
-// One horizontal bar per camera: value 0-1 (null: not applicable), coloured by how good it is.
+// One horizontal bar per camera: value 0-1 (null: not applicable), coloured by how good it is;
+// `parts` (fractions, keys of UPTIME_PARTS) are stacked after it in the same track.
 function barList(rows, W) {
   const rowH = 40, labelW = 140, valueW = 56;
   const H = Math.max(rowH * rows.length, rowH);
@@ -195,7 +265,31 @@ function barList(rows, W) {
     g.append(svgEl("text", { x: 0, y: y + 16, class: "hbar-label" }, r.name));
     g.append(svgEl("text", { x: 0, y: y + 31, class: "hbar-note" }, r.note));
     g.append(svgEl("rect", { x: labelW, y: y + 10, width, height: 12, rx: 6, class: "hbar-track" }));
-    if (r.value !== null) {
+    if (r.value !== null && r.parts) {
+      const id = `hbar-clip-${++hbarClips}`;
+      const clip = svgEl("clipPath", { id });
+      clip.append(svgEl("rect", { x: labelW, y: y + 10, width, height: 12, rx: 6 }));
+      const bar = svgEl("g", { "clip-path": `url(#${id})` });
+      const level = r.value >= 0.99 ? "good" : r.value >= 0.9 ? "fair" : "poor";
+      const fill = svgEl("rect", {
+        x: labelW, y: y + 10, width: r.value * width, height: 12, class: `hbar-fill ${level}`, "data-value": String(r.value),
+      });
+      fill.append(svgEl("title", {}, `${r.name}: ${t("ov_up")} ${percent(r.value)}`));
+      bar.append(fill);
+      let x = labelW + r.value * width;
+      for (const p of r.parts) {
+        if (!(p.value > 0)) continue;
+        const w = Math.max(p.value * width, 2); // a short stop still shows
+        const part = svgEl("rect", {
+          x: Math.min(x, labelW + width - w), y: y + 10, width: w, height: 12, fill: UPTIME_PARTS[p.key],
+          class: "hbar-part", "data-part": p.key, "data-value": String(p.value),
+        });
+        part.append(svgEl("title", {}, `${r.name}: ${p.label} ${percent(p.value)}`));
+        bar.append(part);
+        x += p.value * width;
+      }
+      g.append(clip, bar);
+    } else if (r.value !== null) {
       const level = r.value >= 0.99 ? "good" : r.value >= 0.9 ? "fair" : "poor";
       const fill = svgEl("rect", {
         x: labelW, y: y + 10, width: Math.max(r.value * width, r.value > 0 ? 3 : 0), height: 12, rx: 6,
