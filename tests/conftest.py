@@ -28,6 +28,17 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+def pattern_clip(out: Path, fps: int, seconds: float = 4, size: str = "320x240") -> Path:
+    """ffmpeg's moving test pattern as H.264, a keyframe every second, no B-frames."""
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(fps), "-bf", "0",
+         "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
 def wait_for(condition: Callable[[], T], timeout_s: float, interval_s: float = 0.05) -> T:
     """Poll `condition` until it returns something truthy or time runs out; its last value."""
     deadline = time.monotonic() + timeout_s

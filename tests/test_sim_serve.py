@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import av
 import pytest
-from conftest import wait_for
+from conftest import pattern_clip, wait_for
 
 from bondwatch.redis_server import free_port
 from bondwatch.scanbus import ScanReader
@@ -31,12 +30,7 @@ def rendered(tmp_path) -> Path:
     d.mkdir()
     (d / "site.yaml").write_text(SITE)
     (d / "scans.jsonl").write_text('{"t": 1.0, "kind": "scan", "station": "s01", "serial": "SN1"}\n')
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}",
-         "-t", str(LOOP_S), "-c:v", "libx264", "-g", str(FPS), "-bf", "0", "-pix_fmt", "yuv420p",
-         str(d / "bench.mp4")],
-        check=True,
-    )  # fmt: skip
+    pattern_clip(d / "bench.mp4", FPS, LOOP_S)
     return d
 
 

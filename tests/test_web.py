@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from conftest import CHROMIUM, CHROMIUM_ARGS, wait_for
+from conftest import CHROMIUM, CHROMIUM_ARGS, pattern_clip, wait_for
 from playwright.sync_api import sync_playwright
 
 from bondwatch.redis_server import free_port
@@ -144,14 +144,7 @@ def test_live_view_without_redis_reports_cameras_offline(redis_server):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """Four seconds of a moving test pattern, 320x240 at 10 fps, a keyframe every second."""
-    out = tmp_path_factory.mktemp("clip") / "pattern.mp4"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
-         "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0",
-         "-pix_fmt", "yuv420p", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
+    return pattern_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4", 10)
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:

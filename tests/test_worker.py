@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import MODEL, wait_for
+from conftest import MODEL, pattern_clip, wait_for
 
 from bondwatch.leases import lease_key
 from bondwatch.worker import PUBLISHER
@@ -27,14 +27,7 @@ SEGMENT_S = 2.0
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """Four seconds of a moving test pattern, 320x240 at 5 fps, a keyframe every second."""
-    out = tmp_path_factory.mktemp("clip") / "pattern.mp4"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=5",
-         "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-bf", "0",
-         "-pix_fmt", "yuv420p", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
+    return pattern_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4", 5)
 
 
 def write_site(path: Path, clip: Path) -> Path:
