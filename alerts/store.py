@@ -239,6 +239,19 @@ class AlertStore:
                 history=tuple(h.to_step() for h in history),
             )
 
+    def offline_cameras(self) -> set[str]:
+        """Cameras whose newest health alert is `camera_offline`: dark when the service last
+        looked, so their return must be reported even by a service started since."""
+        event_time = func.coalesce(AlertRow.ts, AlertRow.stored_at)
+        q = (
+            select(AlertRow.camera, AlertRow.type)
+            .where(AlertRow.type.in_(("camera_offline", "camera_online")))
+            .order_by(event_time)
+        )
+        with Session(self.engine) as s:
+            last = {camera: kind for camera, kind in s.execute(q)}
+        return {camera for camera, kind in last.items() if kind == "camera_offline"}
+
     def states(self, alert_ids: list[str]) -> dict[str, tuple[str, str]]:
         """alert id -> (case state, group id) for those of `alert_ids` that have a case row."""
         with Session(self.engine) as s:

@@ -62,6 +62,9 @@ class BusSink:
     def emit(self, alert: Alert) -> None:
         self.bus.publish(alert)
 
+    def offline_cameras(self) -> set[str]:
+        return set()  # nothing stored: every camera starts as never seen dark
+
 
 def site_yaml(cameras: int, fps: float, video: Path) -> str:
     lines = ["recording: {enabled: false}", "cameras:"]

@@ -78,6 +78,9 @@ class AlertSink:
         self.evidence = evidence
         self._lock = threading.Lock()
 
+    def offline_cameras(self) -> set[str]:
+        return self.outbox.store.offline_cameras()
+
     def emit(self, alert: Alert) -> None:
         with self._lock:
             if not self.outbox.emit(alert):
@@ -106,9 +109,10 @@ class Cameras:
         self.site = site
         self.sink = sink
         self.recording = recording
-        self.streams = {} if owned else {c.id: self._stream(c) for c in site.cameras}
         self.batches: dict[str, DetectionBatch] = {}
-        self._offline: set[str] = set()
+        # Dark when the service last looked (the store says): coming back is then reported.
+        self._offline: set[str] = sink.offline_cameras()
+        self.streams = {} if owned else {c.id: self._stream(c) for c in site.cameras}
 
     def _stream(self, camera: Camera) -> CameraStream:
         return CameraStream(
@@ -121,6 +125,8 @@ class Cameras:
 
     def open(self, camera: Camera) -> None:
         """Start ingesting `camera` (its lease was just taken)."""
+        if camera.id in self.sink.offline_cameras():
+            self._offline.add(camera.id)  # its last owner saw it go dark
         stream = self._stream(camera)
         stream.start()
         self.streams = {**self.streams, camera.id: stream}  # readers iterate the old dict meanwhile

@@ -219,3 +219,38 @@ def test_detection_starts_over_on_a_camera_taken_back(tmp_path, pets_video):
         detection.stop()
         cameras.close("pets")
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("history", "owned", "online_alerts"),
+    [
+        pytest.param([], False, 0, id="never-dark"),
+        pytest.param(["camera_offline"], False, 1, id="dark-at-the-last-stop"),
+        pytest.param(["camera_offline", "camera_online"], False, 0, id="back-before-the-stop"),
+        pytest.param(["camera_offline"], True, 1, id="dark-under-its-last-owner"),
+    ],
+)
+def test_a_camera_dark_when_the_service_stopped_is_reported_back(tmp_path, history, owned, online_alerts):
+    """The store remembers a camera that went dark: a service started since (or a worker that
+    takes the camera over) reports its return, so its outage does not last forever."""
+    from alerts.outbox import Outbox
+    from alerts.store import AlertStore
+    from alerts.types import Alert
+    from bondwatch.service import AlertSink, Cameras
+    from bondwatch.site import parse_site
+    from streams.camera import CameraHealth
+
+    site = parse_site("recording: {enabled: false}\ncameras: [{id: dock, url: 'rtsp://127.0.0.1:9/x'}]\n")
+    store = AlertStore(f"sqlite:///{tmp_path}/db.sqlite")
+    for k, kind in enumerate(history):
+        store.add(Alert(type=kind, camera="dock", t=0.0, ts=1000.0 + k))
+    cameras = Cameras(site, AlertSink(Outbox(store), None), None, owned=owned)
+    if owned:
+        cameras.open(site.cameras[0])
+    try:
+        cameras._on_state(CameraHealth("dock", "live", 10.0, 1, 0, 0, 0, 1.0, ""))
+        kinds = [a.type for a in store.recent(types=["camera_online"])]
+        assert len(kinds) == history.count("camera_online") + online_alerts
+    finally:
+        for cam in list(cameras.streams):
+            cameras.close(cam)
