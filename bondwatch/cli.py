@@ -270,15 +270,17 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detector(model: str | None, site: Site, cache_dir: Path | None = None, parallel: int = 1):  # type: ignore[no-untyped-def]
+def _detector(model: str | None, site: Site, cache_dir: Path | None = None, parallel: int | None = None):  # type: ignore[no-untyped-def]
     """The model named on the command line, else by $BONDWATCH_MODEL, the site, the bundle;
-    `parallel` model sessions side by side (see Detector)."""
+    `parallel` model sessions side by side (see Detector), by default the site's `sessions`."""
     from detectors.yolo import DEFAULT_MODEL, Detector, ModelError
 
     d = site.detection
     path = model or os.environ.get("BONDWATCH_MODEL") or d.model or DEFAULT_MODEL
     try:
-        return Detector(path, conf=d.conf, batch_size=d.batch_size, cache_dir=cache_dir, parallel=parallel)
+        return Detector(
+            path, conf=d.conf, batch_size=d.batch_size, cache_dir=cache_dir, parallel=parallel or d.sessions
+        )
     except ModelError as e:
         raise UserError(str(e)) from None
 

@@ -186,6 +186,13 @@ class DetectionSettings(Strict):
     batch_size: int = Field(
         8, ge=1, le=64, description="most frames, one per camera, sent to the model in one call"
     )
+    sessions: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="model sessions run side by side on a CPU, a batch split over them (one thread"
+        " each; 1: one session on all cores but one); replay uses one per core",
+    )
     batch_timeout_ms: float = Field(
         20.0,
         ge=0,
