@@ -157,6 +157,31 @@ def cpu_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+class _Trackers:
+    """One camera's ByteTrack: one tracker for all classes, or, given `unit` settings, units on
+    a tracker of their own (a small unit scores lower than a person: it may need lower
+    thresholds). With two trackers, ids are interleaved (others odd, units even) so they never
+    collide within the camera."""
+
+    def __init__(self, main: TrackerParams, unit: TrackerParams | None, unit_cls: int | None, fps: float):
+        self.main = BYTETracker(main.namespace(fps))
+        self.unit = BYTETracker(unit.namespace(fps)) if unit is not None and unit_cls is not None else None
+        self.unit_cls = unit_cls
+
+    def update(self, boxes, image: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+        if self.unit is None:
+            return self.main.update(boxes, image)
+        is_unit = boxes.cls == self.unit_cls
+        rows = []
+        for tracker, mask, parity in ((self.main, ~is_unit, 1), (self.unit, is_unit, 0)):
+            out = tracker.update(boxes[mask], image)
+            if len(out):
+                out = out.copy()
+                out[:, 4] = out[:, 4] * 2 - parity
+            rows.append(out.reshape(-1, 8))
+        return np.concatenate(rows)
+
+
 class Detector:
     """One YOLO model, many cameras: `track(frames)` returns one batch per frame.
 
@@ -175,6 +200,7 @@ class Detector:
         *,
         conf: float = 0.1,
         tracker: TrackerParams = TrackerParams(),
+        unit_tracker: TrackerParams | None = None,
         cache_dir: str | Path | None = None,
         batch_size: int = 8,
         threads: int | None = None,
@@ -210,8 +236,10 @@ class Detector:
         self.path = path
         self.runtime = run
         self.tracker_params = tracker
+        self.unit_tracker_params = unit_tracker
+        self._unit_cls = next((k for k, v in self.names.items() if v == "unit"), None)
         self._pool = ThreadPoolExecutor(len(self._models)) if len(self._models) > 1 else None
-        self._trackers: dict[str, BYTETracker] = {}
+        self._trackers: dict[str, _Trackers] = {}
         self._gates: dict[str, MotionGate] = {}
         self._last_boxes: dict[str, object] = {}  # the camera's last model output, for skips
         self._last_units: dict[str, list[Box]] = {}
@@ -284,12 +312,12 @@ class Detector:
         for i, frame in enumerate(frames):
             if i in found:
                 self._last_boxes[frame.camera] = found[i]
-            tracker = self._trackers.get(frame.camera)
-            if tracker is None:
+            trackers = self._trackers.get(frame.camera)
+            if trackers is None:
                 rate = fps[frame.camera] if isinstance(fps, dict) else fps
-                tracker = BYTETracker(self.tracker_params.namespace(rate))
-                self._trackers[frame.camera] = tracker
-            batch = self._batch(frame, tracker.update(self._last_boxes[frame.camera], frame.image))
+                trackers = _Trackers(self.tracker_params, self.unit_tracker_params, self._unit_cls, rate)
+                self._trackers[frame.camera] = trackers
+            batch = self._batch(frame, trackers.update(self._last_boxes[frame.camera], frame.image))
             self._last_units[frame.camera] = [d.box for d in batch.tracked("unit")]
             batches.append(batch)
         return batches

@@ -128,3 +128,25 @@ def test_parallel_sessions_and_grouped_frames_track_as_one_frame_at_a_time():
     assert [b.index for b in grouped] == list(range(20))
     assert sum(len(b.detections) for b in sequential) > 20, "the clip has people to track"
     assert _tracks(grouped) == _tracks(sequential)
+
+
+def test_units_on_their_own_tracker_start_at_their_own_threshold_with_ids_apart():
+    from ultralytics.engine.results import Boxes
+
+    from detectors.yolo import TrackerParams, _Trackers
+
+    image = np.zeros((480, 640, 3), np.uint8)
+
+    def frame(k: int):  # a person (class 0, conf 0.9) and a weak unit (class 1, conf 0.3)
+        rows = [[100 + 5 * k, 100, 160 + 5 * k, 260, 0.9, 0], [300 + 4 * k, 200, 316 + 4 * k, 212, 0.3, 1]]
+        return Boxes(np.array(rows, np.float32), image.shape[:2])
+
+    shared = _Trackers(TrackerParams(), None, 1, 10.0)
+    # fuse_score (IoU times score) would push a 0.3 unit that moves past the match threshold
+    split = _Trackers(TrackerParams(), TrackerParams(high=0.25, new=0.25, fuse_score=False), 1, 10.0)
+    for k in range(5):
+        one, two = shared.update(frame(k), image), split.update(frame(k), image)
+    assert sorted(one[:, 6].tolist()) == [0.0], "one tracker at 0.4 never starts the weak unit"
+    by_class = {int(row[6]): int(row[4]) for row in two}
+    assert set(by_class) == {0, 1}, "its own tracker at 0.25 follows the unit"
+    assert by_class[0] % 2 == 1 and by_class[1] % 2 == 0
