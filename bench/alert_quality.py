@@ -28,7 +28,7 @@ from bondwatch.replay import replay
 from bondwatch.scans import load_scans
 from bondwatch.scoring import Score, read_jsonl, score
 from bondwatch.site import load_site, parse_site
-from detectors.yolo import DEFAULT_MODEL, Detector
+from detectors.yolo import DEFAULT_MODEL, Detector, TrackerParams
 
 ROOT = Path(__file__).resolve().parents[1]
 PETS = ROOT.parent / "shared" / "data" / "pets2009-s2l1"
@@ -128,10 +128,18 @@ def main() -> None:
     ap.add_argument("--sim-seeds", default="201,202")
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--renders", type=Path, help="keep (and reuse) the simulator renders here")
+    ap.add_argument(
+        "--unit-tracker", metavar="HIGH,NEW[,fuse]",
+        help="units on a ByteTrack of their own with these thresholds (fuse: IoU times score)",
+    )  # fmt: skip
     args = ap.parse_args()
-    detector = Detector(args.model, parallel=os.cpu_count() or 1)  # as `bondwatch replay`
+    unit_tracker = None
+    if args.unit_tracker:
+        high, new, *fuse = args.unit_tracker.split(",")
+        unit_tracker = TrackerParams(high=float(high), new=float(new), fuse_score=fuse == ["fuse"])
+    detector = Detector(args.model, parallel=os.cpu_count() or 1, unit_tracker=unit_tracker)  # as replay
     tmp = Path(tempfile.mkdtemp(prefix="bondwatch-bench-"))
-    print(f"model: {args.model}")
+    print(f"model: {args.model}; units tracked on {unit_tracker or 'the tracker of people'}")
     print(f"{'data':<44} {'truth':>6} {'alerts':>7} {'matched':>8} {'precision':>9} {'recall':>7}")
     rows = pets(detector, tmp)
     if not args.no_sim:

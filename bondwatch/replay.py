@@ -97,6 +97,7 @@ def replay(
         if tracks_dir is not None:
             Path(tracks_dir).mkdir(parents=True, exist_ok=True)
             tracks_file = open(Path(tracks_dir) / f"{cam.id}.txt", "w", encoding="utf-8")  # noqa: SIM115
+        detector.reset(cam.id)  # a detector used for an earlier replay keeps no track of it
         sampler = RateSampler(cam.detect_fps)
         group = 1 if realtime or cam.motion_gate else detector.batch_size * detector.parallel
         sampled = (f for f in open_frames(sources[cam.id], camera=cam.id) if sampler.take(f.t))
