@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--sim-seeds", default="201,202")
     ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--no-pets", action="store_true")
     ap.add_argument("--renders", type=Path, help="keep (and reuse) the simulator renders here")
     ap.add_argument(
         "--unit-tracker", metavar="HIGH,NEW[,fuse]",
@@ -141,7 +142,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bondwatch-bench-"))
     print(f"model: {args.model}; units tracked on {unit_tracker or 'the tracker of people'}")
     print(f"{'data':<44} {'truth':>6} {'alerts':>7} {'matched':>8} {'precision':>9} {'recall':>7}")
-    rows = pets(detector, tmp)
+    rows = [] if args.no_pets else pets(detector, tmp)
     if not args.no_sim:
         rows += sim(detector, args.renders or tmp, [int(s) for s in args.sim_seeds.split(",")])
     print("\n".join(rows))
