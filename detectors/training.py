@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from detectors.yolo import RUN_IMGSZ_KEY  # noqa: E402
+from detectors.yolo import RUN_IMGSZ_KEY, trained_imgsz  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -349,11 +349,14 @@ def predict_boxes(
 
     This is for measuring a model (benches, tests); the live pipeline uses
     ``detectors/yolo.py``.  A low default ``conf`` keeps the whole precision-recall curve.
-    ``with_class`` appends the class index as a sixth column, for multi-class models.
+    ``with_class`` appends the class index as a sixth column, for multi-class models. A ``.pt``
+    runs at the size it runs at in the product (`trained_imgsz`) unless ``imgsz`` says otherwise.
     """
     from ultralytics import YOLO
 
     model = YOLO(str(weights), task="detect")
+    if imgsz is None and Path(weights).suffix == ".pt":
+        imgsz = trained_imgsz(Path(weights))
     out = []
     for image in images:
         kwargs = {"imgsz": imgsz} if imgsz else {}

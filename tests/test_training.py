@@ -14,6 +14,8 @@ from detectors.training import (
     MotSource,
     TrainingError,
     check_disjoint,
+    crop_labels,
+    crop_split,
     match_detections,
     mot_to_yolo,
     parse_mot_source,
@@ -206,3 +208,38 @@ def test_bundled_model_finds_units_on_a_fresh_sim_scene(
     assert unit is not None and unit.labels >= 10  # the scene really shows units
     assert unit.recall >= 0.8, unit
     assert unit.precision >= 0.8, unit
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((400, 100, 440, 130), "1 0.156250 0.212963 0.062500 0.055556"),  # inside: moved into the crop
+        ((950, 100, 1000, 130), None),  # 20 % inside: dropped
+        ((310, 100, 350, 130), "1 0.023438 0.212963 0.046875 0.055556"),  # 75 % inside: clipped
+    ],
+)
+def test_crop_labels_moves_clips_and_drops_boxes(box: tuple[int, ...], expected: str | None) -> None:
+    x1, y1, x2, y2 = box
+    line = f"1 {(x1 + x2) / 2 / 1280} {(y1 + y2) / 2 / 720} {(x2 - x1) / 1280} {(y2 - y1) / 720}"
+    out = crop_labels([line], (1280, 720), (320, 0, 640, 540))
+    assert out == ([expected] if expected else [])
+
+
+def test_crop_split_keeps_the_window_with_the_units_at_the_run_size(tmp_path: Path) -> None:
+    for sub in ("images", "labels"):
+        (tmp_path / sub / "train").mkdir(parents=True)
+    image = np.zeros((720, 1280, 3), np.uint8)
+    cv2.rectangle(image, (1180, 600), (1219, 629), (255, 255, 255), -1)  # a 40x30 unit, right
+    cv2.imwrite(str(tmp_path / "images" / "train" / "a.png"), image)
+    unit = f"1 {1200 / 1280} {615 / 720} {40 / 1280} {30 / 720}"
+    person = "0 0.1 0.5 0.05 0.3"  # far left
+    (tmp_path / "labels" / "train" / "a.txt").write_text(f"{unit}\n{person}\n")
+
+    assert crop_split(tmp_path, "train", run_size=960, crop=640) == 1
+    crop = cv2.imread(str(tmp_path / "images" / "train" / "a.png"))
+    assert crop.shape == (540, 640, 3)  # 1280x720 -> 960x540, the right-hand 640 columns
+    (line,) = (tmp_path / "labels" / "train" / "a.txt").read_text().splitlines()
+    cls, cx, cy, w, h = line.split()
+    assert cls == "1", "the person outside the window is gone"
+    assert abs(float(w) * 640 - 30) < 1 and abs(float(h) * 540 - 22.5) < 1, "unit at 3/4 size"
+    assert crop[int(float(cy) * 540), int(float(cx) * 640)].min() > 200, "the label is on the unit"
