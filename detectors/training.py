@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -165,6 +166,20 @@ def mot_to_yolo(
     return data_yaml
 
 
+def _trainable(weights: str) -> Any:
+    """A YOLO model for ``.train``, which then uses every core.
+
+    ultralytics caps torch at ``cpu_count - 1`` threads for CPU training (`select_device`), and
+    its CPU dataloader then works in the main process: on a 2-core machine one core sat idle.
+    A callback at the start of training lifts the cap again.
+    """
+    from ultralytics import YOLO
+
+    model = YOLO(weights)
+    model.add_callback("on_train_start", lambda _: torch.set_num_threads(os.cpu_count() or 1))
+    return model
+
+
 def _finished(last_pt: Path) -> bool:
     """ultralytics marks a completed run by stripping last.pt, which sets its epoch to -1."""
     checkpoint = torch.load(last_pt, map_location="cpu", weights_only=False)
@@ -201,9 +216,9 @@ def train(
         logger.info("run %s already finished; exporting only", run_dir)
     elif resume and last_pt.exists():
         logger.info("resuming %s", last_pt)
-        YOLO(str(last_pt)).train(resume=True, workers=workers, plots=False)
+        _trainable(str(last_pt)).train(resume=True, workers=workers, plots=False)
     else:
-        YOLO(model_yaml).train(
+        _trainable(model_yaml).train(
             data=str(data_yaml),
             epochs=epochs,
             imgsz=imgsz,
@@ -823,12 +838,12 @@ def train_bundled(
         logger.info("run %s already finished; scoring and exporting only", run_dir)
     elif last_pt.exists():
         logger.info("resuming %s", last_pt)
-        YOLO(str(last_pt)).train(resume=True, workers=2, plots=False)
+        _trainable(str(last_pt)).train(resume=True, workers=2, plots=False)
     else:
         crop = (run_imgsz, imgsz) if run_imgsz and run_imgsz > imgsz else None
         data_yaml = merge_datasets(sim_data, sim_heldout, mot_train, mot_val, work, crop)
         start = str(base) if base else "yolo11n.yaml"
-        YOLO(start).train(
+        _trainable(start).train(
             data=str(data_yaml),
             epochs=epochs,
             imgsz=imgsz,
