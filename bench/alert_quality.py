@@ -100,11 +100,15 @@ def _iou_distance(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> np.ndar
     return np.where(iou >= min_iou, 1 - iou, np.nan)
 
 
+KINDS = ("unauthorized_entry", "unscanned_departure")
+
+
 def sim(detector: Detector, renders: Path, seeds: list[int]) -> list[str]:
     """Replay each scenario and seed, rendered into `renders` unless it is there already."""
     from sim.render import render_scenario
 
     rows = []
+    totals = {kind: Score(0, 0, 0) for kind in KINDS}
     for scenario in ("basic", "random"):
         for seed in seeds:
             out = renders / f"{scenario}-{seed}"
@@ -116,10 +120,12 @@ def sim(detector: Detector, renders: Path, seeds: list[int]) -> list[str]:
             replay(site, videos, buf, detector=detector, scans=load_scans(out / "scans.jsonl"))
             alerts = [_json(line) for line in buf.getvalue().splitlines()]
             truth = read_jsonl(out / "truth.jsonl")
-            for kind in ("unauthorized_entry", "unscanned_departure"):
+            for kind in KINDS:
                 s = score([a for a in alerts if a["type"] == kind], [a for a in truth if a["type"] == kind])
                 rows.append(row(f"sim {scenario} seed {seed}, {kind}", s))
-    return rows
+                t = totals[kind]
+                totals[kind] = Score(t.alerts + s.alerts, t.truth + s.truth, t.matched + s.matched)
+    return rows + [row(f"sim, all seeds above, {kind}", s) for kind, s in totals.items()]
 
 
 def main() -> None:
