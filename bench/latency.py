@@ -5,7 +5,7 @@ the PETS clip looped, a restricted zone over the walkway that people cross all t
 against a real redis-server. For every alert, latency = the stream entry id's millisecond
 timestamp (the XADD time) minus the decode time `ts` of the frame whose batch raised it.
 
-    python bench/latency.py [--cameras 8] [--fps 5] [--seconds 60] [--model PATH]
+    python bench/latency.py [--cameras 8] [--fps 5] [--seconds 60] [--model PATH] [--sessions N]
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--video", default=str(PETS))
+    ap.add_argument("--sessions", type=int, default=1, help="model sessions side by side")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -92,7 +93,7 @@ def main() -> int:
         bus = AlertBus(rs.url)
         sink = BusSink(bus)
         cameras = Cameras(site, sink, None)  # type: ignore[arg-type]
-        pipeline = TimedPipeline(site, Detector(args.model, conf=site.detection.conf))
+        pipeline = TimedPipeline(site, Detector(args.model, conf=site.detection.conf, parallel=args.sessions))
         worker = DetectionWorker(cameras, pipeline, sink, queue.SimpleQueue())  # type: ignore[arg-type]
         for stream in cameras.streams.values():
             stream.start()
