@@ -56,6 +56,8 @@ class TimedPipeline(Pipeline):
 class BusSink:
     """Publishes straight to the alert stream (the service stores to SQLite first, a few ms)."""
 
+    evidence = None  # no snapshots: the service takes them after the alert is stored
+
     def __init__(self, bus: AlertBus):
         self.bus = bus
 
