@@ -4,6 +4,13 @@ Pure like every rule: tracked detections and scan events in, alerts out; no I/O,
 Scanners are often late, so a departure without a scan is held pending and decided only once
 capture time (of a later batch or scan) has passed the grace window.
 
+A unit is often carried off hidden in a hand or behind the body that carries it, never seen
+outside the station. So a unit track lost at the station while a person covered it is followed
+through that person (its *carrier*): its position is taken to move as the carrier's foot point
+does, and when that estimate leaves the station the unit has left with the carrier. Such a
+departure is tentative: if the unit shows up again at the station, where it was or anywhere the
+carrier took it inside (put down again), it is withdrawn before it is decided.
+
 Time bases: a departure carries both times of the frame it was seen in, the video time `t` and
 the wall-clock `ts`. A scan with `t` (replay) is compared with `t`; a scan with only `ts` (live)
 is compared with `ts`, less the zone's `clock_skew_s`. Batches advance time by their `t` only,
@@ -15,16 +22,22 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerts.types import Alert, Stamped
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Zone
-from detectors.types import DetectionBatch
+from detectors.types import Box, Detection, DetectionBatch
 from detectors.zones import inside
 
 UNIT = "unit"
+PERSON = "person"
+# Two unit boxes of one frame overlapping this much (intersection over union) are one unit seen
+# twice (the model's non-maximum suppression lets some such pairs through, and the tracker then
+# follows both): the younger track is taken as an alias of the older, or one unit would depart
+# twice, or the duplicate, lost, would be taken for another unit.
+DUPLICATE_IOU = 0.5
 # A unit track unseen for this long is forgotten (the tracker has dropped its id by then).
 FORGET_S = 10.0
 # A new track appearing near a unit track just lost inside the station is that unit under a
@@ -32,6 +45,17 @@ FORGET_S = 10.0
 # missed because the tracker switched ids on the way.
 REID_WINDOW_S = 3.0
 REID_DISTANCE_PX = 120.0
+# A person whose box covers a unit lost at the station within this long after it was last seen is
+# taken to be carrying it (an occluding person who walks away uncovers it, and it is seen again).
+CARRY_PICKUP_S = 1.0
+# The person's box, widened by this fraction of its width on each side, must cover the unit.
+CARRY_MARGIN = 0.15
+# A departure inferred from a carrier is withdrawn if the unit shows up at the station again within
+# this long (it had been put down, or only hidden by the person): later, it is another unit put
+# there, or the same one brought back. It is decided no sooner, however short the grace window.
+CARRY_CONFIRM_S = 3.0
+# The carrier's path inside the station is kept as this many points (where it may put units down).
+CARRY_PATH_POINTS = 200
 # Scans older than the window by this much can no longer match a departure still to come.
 SCAN_KEEP_S = FORGET_S + 60.0
 # A unit (or person) that the previous owner of a camera saw at a station (or in a zone) is
@@ -45,6 +69,15 @@ def event_id(kind: str, camera: str, zone: str, track: int, ts: float) -> str:
     """The alert id of one rule event: the same event gives the same id on whichever worker
     decides it (its camera's state moves with the camera), so the store keeps it once."""
     return uuid.uuid5(_EVENT_NS, f"{kind}|{camera}|{zone}|{track}|{ts:.3f}").hex
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @dataclass
@@ -62,9 +95,26 @@ class _Unit:
     out_ts: float = 0.0
     last_t: float = 0.0
     last_foot: tuple[float, float] = (0.0, 0.0)
+    last_box: Box = (0.0, 0.0, 0.0, 0.0)
     conf: float = 0.0
     ghost: bool = False  # handed over by the camera's previous owner, not yet matched to a track
     origin: int | None = None  # the track id the current stay began under, on any owner
+    carry: _Carry | None = None  # lost at the station under a person (see the module's docstring)
+
+
+@dataclass
+class _Carry:
+    """A unit lost at the station under a person, followed through that person's track."""
+
+    person: int  # the carrier's track id
+    start: tuple[float, float]  # the carrier's foot point when it took the unit (id switches shift it)
+    foot: tuple[float, float]  # the carrier's foot point when last seen
+    seen_t: float  # capture time the carrier was last seen
+    path: list[tuple[float, float]]  # the unit's estimated positions inside the station
+    outside: int = 0  # carrier detections in a row with the estimate outside the station
+    out_t: float = 0.0  # capture times of the first of them
+    out_ts: float = 0.0
+    departure: _Departure | None = None  # the tentative departure, until decided or withdrawn
 
 
 # What of a _Unit travels to a camera's next owner; the times are video times.
@@ -84,19 +134,28 @@ class _Departure:
     # base: the alert reports `t - shift`, the video time in which the unit was seen leaving.
     shift: float = 0.0
     origin: int | None = None  # the track id its stay began under (another owner's, after a handover)
+    carrier: int | None = None  # the person track it left with, when it was not seen leaving itself
+    lost_t: float = 0.0  # when a carried unit was last seen (in this rule's time base)
+    lost_foot: tuple[float, float] = (0.0, 0.0)  # and where
 
     @property
     def seen_t(self) -> float:
         return self.t - self.shift
 
+    def wait(self, grace: float) -> float:
+        """Seconds after it that the departure is decided."""
+        return grace if self.carrier is None else max(grace, CARRY_CONFIRM_S)
+
     def to_json(self) -> dict[str, Any]:
         return {"track": self.track, "t": self.t, "ts": self.ts, "conf": self.conf, "shift": self.shift,
-                "origin": self.origin}  # fmt: skip
+                "origin": self.origin, "carrier": self.carrier, "lost_t": self.lost_t,
+                "lost_foot": list(self.lost_foot)}  # fmt: skip
 
     @classmethod
     def from_json(cls, camera: str, d: dict[str, Any], shift: float) -> _Departure:
         return cls(camera, int(d["track"]), d["t"] + shift, d["ts"], d["conf"], d["shift"] + shift,
-                   d["origin"])  # fmt: skip
+                   d["origin"], d.get("carrier"), d.get("lost_t", d["t"]) + shift,
+                   tuple(d.get("lost_foot", (0.0, 0.0))))  # fmt: skip
 
 
 @dataclass
@@ -119,7 +178,8 @@ class DepartureRule:
 
     The unit has left when its foot point, after a stay of at least `zone.dwell_s` inside, is
     outside the polygon in `zone.exit_detections` detections in a row (a unit lost inside, or
-    jittering on the edge, has not). A scan covers
+    jittering on the edge, has not), or when a unit lost under a person is estimated outside as
+    many times in a row while that person walks away (see the module's docstring). A scan covers
     the departure when it falls from `zone.scan_before_s` before to `zone.scan_grace_s` after
     it; each scan covers one unit: departures, in time order, take the earliest unused scan.
     """
@@ -128,10 +188,11 @@ class DepartureRule:
     units: dict[int, _Unit] = field(default_factory=dict)
     scans: list[_Scan] = field(default_factory=list)
     pending: list[_Departure] = field(default_factory=list)
+    aliases: dict[int, int] = field(default_factory=dict)  # duplicate track -> the unit's track
 
     def update(self, batch: DetectionBatch) -> list[Alert]:
         """Follow the units of one frame; return the alerts whose grace ran out by its time."""
-        dets = batch.tracked(UNIT)
+        dets = self._distinct(batch.tracked(UNIT))
         seen = {d.track for d in dets}
         for det in dets:
             assert det.track is not None
@@ -140,7 +201,9 @@ class DepartureRule:
             if u is None:
                 u = self._adopt(det.foot, batch.t, seen)
                 self.units[det.track] = u
-            u.last_t, u.last_foot, u.conf = batch.t, det.foot, det.conf
+            if u.carry is not None:
+                self._found(u, is_in, batch.t)
+            u.last_t, u.last_foot, u.last_box, u.conf = batch.t, det.foot, det.box, det.conf
             u.inside_run = u.inside_run + 1 if is_in else 0
             if is_in:
                 if u.inside_run == 1:
@@ -162,16 +225,128 @@ class DepartureRule:
                         dep = _Departure(batch.camera, det.track, u.out_t, u.out_ts, u.conf,
                                          origin=u.origin)  # fmt: skip
                         self.pending.append(dep)
-        for tid in [t for t, u in self.units.items() if batch.t - u.last_t > FORGET_S]:
-            del self.units[tid]
+        people = {d.track: d for d in batch.tracked(PERSON)}
+        for tid, u in self.units.items():
+            if tid not in seen and not u.ghost:
+                self._follow(tid, u, batch, people)
+        for tid, u in list(self.units.items()):
+            if batch.t - u.last_t > FORGET_S and not self._carried(u.carry, batch.t):
+                del self.units[tid]
+        self.aliases = {a: tid for a, tid in self.aliases.items() if tid in self.units}
         horizon = self.zone.scan_before_s + SCAN_KEEP_S
         self.scans = [
             s
             for s in self.scans
-            if (s.t is None or s.t >= batch.t - horizon)
-            and (s.ts is None or s.ts >= batch.ts - horizon)
+            if (s.t is None or s.t >= batch.t - horizon) and (s.ts is None or s.ts >= batch.ts - horizon)
         ]
-        return self._decide(lambda d: batch.t > d.t + self.zone.scan_grace_s)
+        return self._decide(lambda d: batch.t > d.t + d.wait(self.zone.scan_grace_s))
+
+    def _distinct(self, dets: list[Detection]) -> list[Detection]:
+        """One detection per unit, under the unit's track id: of two boxes overlapping by
+        DUPLICATE_IOU or more the younger track (higher id) is dropped, and remembered as an alias
+        of the older, whose detection it then stands for when the older is missing."""
+        kept: dict[int, Detection] = {}
+        for det in sorted(dets, key=lambda d: d.track or 0):
+            assert det.track is not None
+            dup = next((k for k in kept.values() if iou(det.box, k.box) >= DUPLICATE_IOU), None)
+            if dup is not None:
+                assert dup.track is not None
+                if det.track != dup.track:
+                    self.aliases[det.track] = dup.track
+                continue
+            tid = self.aliases.get(det.track, det.track)
+            if tid in kept:  # its unit is seen elsewhere in this frame: not a duplicate after all
+                self.aliases.pop(det.track, None)
+                tid = det.track
+            kept[tid] = det if tid == det.track else replace(det, track=tid)
+        return list(kept.values())
+
+    def _follow(self, tid: int, u: _Unit, batch: DetectionBatch, people: dict[int | None, Detection]) -> None:
+        """A unit not seen in `batch`: find who took it, or follow it through its carrier."""
+        c = u.carry
+        if c is None:
+            if u.inside and batch.t - u.last_t <= CARRY_PICKUP_S and (p := self._carrier(u, people)):
+                assert p.track is not None
+                u.carry = _Carry(p.track, p.foot, p.foot, batch.t, [u.last_foot])
+            return
+        if c.departure is not None:
+            return  # gone with its carrier; kept only so that it can still show up again
+        p = people.get(c.person) or self._carrier_again(c, batch.t, people)
+        if p is None:
+            if batch.t - c.seen_t > REID_WINDOW_S:
+                u.carry = None  # carrier lost too: where the unit went is unknown
+            return
+        if p.track != c.person:  # the tracker switched the carrier's id
+            c.start = (c.start[0] + p.foot[0] - c.foot[0], c.start[1] + p.foot[1] - c.foot[1])
+            c.person = p.track  # type: ignore[assignment]
+        c.foot, c.seen_t = p.foot, batch.t
+        est = (u.last_foot[0] + p.foot[0] - c.start[0], u.last_foot[1] + p.foot[1] - c.start[1])
+        if inside(est, self.zone.polygon):
+            c.outside = 0
+            if len(c.path) < CARRY_PATH_POINTS:
+                c.path.append(est)
+            return
+        if c.outside == 0:
+            c.out_t, c.out_ts = batch.t, batch.ts
+        c.outside += 1
+        if c.outside < self.zone.exit_detections:
+            return
+        if u.outside:  # it had been seen outside already, before it was hidden again
+            c.out_t, c.out_ts = u.out_t, u.out_ts
+        u.inside, u.outside, u.departed = False, 0, True
+        if u.last_in_t - u.in_t >= self.zone.dwell_s - 1e-9 and not self._taken(u, c.person):
+            c.departure = _Departure(batch.camera, tid, c.out_t, c.out_ts, u.conf, origin=u.origin,
+                                     carrier=c.person, lost_t=u.last_t, lost_foot=u.last_foot)  # fmt: skip
+            self.pending.append(c.departure)
+        else:
+            u.carry = None
+
+    def _taken(self, u: _Unit, carrier: int) -> bool:
+        """The same person already took a unit from where this one was lost: while it is lifted, the
+        tracker may follow one unit under two ids (the box jumps), and it left only once."""
+        x1, y1, x2, y2 = u.last_box
+        near = max(x2 - x1, y2 - y1, 20.0)
+        return any(d.carrier == carrier and math.dist(d.lost_foot, u.last_foot) <= near for d in self.pending)
+
+    def _carrier(self, u: _Unit, people: dict[int | None, Detection]) -> Detection | None:
+        """The person whose box covers the unit's last box centre (the nearest, if several)."""
+        x1, y1, x2, y2 = u.last_box
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        covering = []
+        for p in people.values():
+            px1, py1, px2, py2 = p.box
+            m = CARRY_MARGIN * (px2 - px1)
+            if px1 - m <= cx <= px2 + m and py1 - m <= cy <= py2 + m:
+                covering.append((math.dist((cx, cy), ((px1 + px2) / 2, (py1 + py2) / 2)), p))
+        return min(covering, key=lambda x: x[0])[1] if covering else None
+
+    def _carrier_again(self, c: _Carry, t: float, people: dict[int | None, Detection]) -> Detection | None:
+        """The carrier under a new track id: a person nearest where it was last seen, shortly after,
+        who is not carrying another unit of this station."""
+        if t - c.seen_t > REID_WINDOW_S:
+            return None
+        busy = {u.carry.person for u in self.units.values() if u.carry is not None}
+        near = [(math.dist(p.foot, c.foot), p) for tid, p in people.items() if tid not in busy]
+        near = [x for x in near if x[0] <= REID_DISTANCE_PX]
+        return min(near, key=lambda x: x[0])[1] if near else None
+
+    def _found(self, u: _Unit, is_in: bool, t: float) -> None:
+        """A unit thought carried is seen again: inside the station soon enough, it had been put
+        down (or was only hidden) and a tentative departure is withdrawn; outside, or later, it is
+        followed as itself (a return counts as after any departure)."""
+        c = u.carry
+        assert c is not None
+        u.carry = None
+        if is_in and c.departure is not None and self._carried(c, t):
+            self.pending = [d for d in self.pending if d is not c.departure]
+            u.inside, u.departed, u.inside_run = True, False, 0
+
+    def _carried(self, c: _Carry | None, t: float) -> bool:
+        """Followed through a carrier, or gone with one so recently that it may still show up."""
+        if c is None or c.departure is None:
+            return c is not None
+        dep = c.departure
+        return t - dep.t <= CARRY_CONFIRM_S and any(d is dep for d in self.pending)
 
     def add_scan(self, scan: ScanEvent) -> list[Alert]:
         """Record a scan of this station; its time may end the grace window of earlier ones."""
@@ -180,7 +355,7 @@ class DepartureRule:
         ts = None if scan.ts is None else scan.ts.timestamp() - self.zone.clock_skew_s
         s = _Scan(scan.t, ts, serial=scan.serial)
         self.scans.append(s)
-        return self._decide(lambda d: s.offset(d) > self.zone.scan_grace_s)
+        return self._decide(lambda d: s.offset(d) > d.wait(self.zone.scan_grace_s))
 
     def flush(self, t: float | None = None) -> list[Alert]:
         """Decide departures whose grace window ended before video time `t`; all when None.
@@ -189,7 +364,7 @@ class DepartureRule:
         """
         if t is None:
             return self._decide(lambda d: True)
-        return self._decide(lambda d: t > d.t + self.zone.scan_grace_s)
+        return self._decide(lambda d: t > d.t + d.wait(self.zone.scan_grace_s))
 
     def export(self) -> dict[str, Any]:
         """What a camera's next owner needs to go on where this one stops: the units at the
@@ -247,9 +422,7 @@ class DepartureRule:
         alerts = []
         for dep in ready:
             window = [
-                s
-                for s in self.scans
-                if -self.zone.scan_before_s <= s.offset(dep) <= self.zone.scan_grace_s
+                s for s in self.scans if -self.zone.scan_before_s <= s.offset(dep) <= self.zone.scan_grace_s
             ]
             free = [s for s in window if s.used_by is None]
             if free:
@@ -261,11 +434,13 @@ class DepartureRule:
     def _adopt(self, foot: tuple[float, float], t: float, seen: set[int]) -> _Unit:
         """A new track inherits the state of a unit just lost inside the station near it, or of
         a unit the camera's previous owner saw there (a ghost), if it appears in the station or
-        near where that one was, early enough after the handover."""
+        near where that one was, early enough after the handover; or, appearing in the station,
+        of a unit thought carried whose carrier passed there (put down again)."""
         ghosts = [
             (math.dist(foot, u.last_foot), tid)
             for tid, u in self.units.items()
-            if u.ghost and 0 <= t - u.last_t <= HANDOVER_ADOPT_S
+            if u.ghost
+            and 0 <= t - u.last_t <= HANDOVER_ADOPT_S
             and (inside(foot, self.zone.polygon) or math.dist(foot, u.last_foot) <= REID_DISTANCE_PX)
         ]
         if ghosts:
@@ -278,15 +453,28 @@ class DepartureRule:
                 d = math.dist(foot, u.last_foot)
                 if d <= REID_DISTANCE_PX and (best is None or d < best[0]):
                     best = (d, tid)
+        if best is None and inside(foot, self.zone.polygon):
+            for tid, u in self.units.items():
+                if tid not in seen and self._carried(u.carry, t):
+                    assert u.carry is not None
+                    d = min(math.dist(foot, p) for p in u.carry.path)
+                    if d <= REID_DISTANCE_PX and (best is None or d < best[0]):
+                        best = (d, tid)
         return _Unit() if best is None else self.units.pop(best[1])
 
     def _alert(self, dep: _Departure, window: list[_Scan]) -> Alert:
         z = self.zone
         lo, hi = max(0.0, dep.seen_t - z.scan_before_s), dep.seen_t + z.scan_grace_s
-        why = [
-            f"unit track {dep.track} left station {z.station} (zone {z.id}) at t={dep.seen_t:.1f} s,"
-            f" seen outside in {z.exit_detections} detections in a row"
-        ]
+        if dep.carrier is None:
+            how = f"seen outside in {z.exit_detections} detections in a row"
+        else:
+            how = (
+                f"carried: last seen at t={dep.lost_t - dep.shift:.1f} s under person track {dep.carrier},"
+                f" not seen at the station again, and that person took it out of the station"
+                f" ({z.exit_detections} detections in a row, its position followed from the person's)"
+            )
+        left = f"unit track {dep.track} left station {z.station} (zone {z.id}) at t={dep.seen_t:.1f} s"
+        why = [f"{left}, {how}"]
         for s in window:
             assert s.used_by is not None
             why.append(
@@ -315,6 +503,11 @@ class DepartureRule:
             track=dep.track,
             confidence=round(dep.conf, 3),
             explanation="; ".join(why),
-            id=event_id("unscanned_departure", dep.camera, z.id,
-                        dep.track if dep.origin is None else dep.origin, dep.ts),  # fmt: skip
+            id=event_id(
+                "unscanned_departure",
+                dep.camera,
+                z.id,
+                dep.track if dep.origin is None else dep.origin,
+                dep.ts,
+            ),  # fmt: skip
         )

@@ -14,7 +14,7 @@ from bondwatch.site import Zone, parse_site
 from detectors.types import Detection, DetectionBatch
 
 SQUARE = [(100.0, 100.0), (200.0, 100.0), (200.0, 200.0), (100.0, 200.0)]
-IN, IN2, OUT = (150.0, 150.0), (120.0, 180.0), (50.0, 150.0)
+IN, IN2, OUT, OUT2 = (150.0, 150.0), (120.0, 180.0), (50.0, 150.0), (50.0, 100.0)
 EDGE_IN, EDGE_OUT = (101.0, 150.0), (99.0, 150.0)
 FPS = 5  # a camera's detect_fps: one batch every 0.2 s
 TS0 = 1_784_592_000.0  # wall clock of frame 0
@@ -88,14 +88,14 @@ CASES = [
     ("scan on the window's start", seq((310, {1: IN}), (10, {1: OUT})), [scan(2.0)], {}, []),
     ("scan before the window", seq((310, {1: IN}), (10, {1: OUT})), [scan(1.8)], {},
         [(1, 62.0)]),
-    ("two units, one scan: the later one alerts", seq((10, {1: IN, 2: IN}),
-        (5, {1: OUT, 2: IN}), (60, {1: OUT, 2: OUT})), [scan(0.4)], {}, [(2, 3.0)]),
-    ("two units, two scans", seq((10, {1: IN, 2: IN}), (5, {1: OUT, 2: IN}),
-        (60, {1: OUT, 2: OUT})), [scan(0.4), scan(0.6, "SN2")], {}, []),
-    ("one scan between two departures covers the first", seq((10, {1: IN, 2: IN}),
-        (100, {1: OUT, 2: IN}), (60, {1: OUT, 2: OUT})), [scan(5.0)], {}, [(2, 22.0)]),
-    ("earliest scan first leaves the late one for the next unit", seq((10, {1: IN, 2: IN}),
-        (340, {1: OUT, 2: IN}), (60, {1: OUT, 2: OUT})), [scan(1.0), scan(11.0, "SN2")], {}, []),
+    ("two units, one scan: the later one alerts", seq((10, {1: IN, 2: IN2}),
+        (5, {1: OUT, 2: IN2}), (60, {1: OUT, 2: OUT2})), [scan(0.4)], {}, [(2, 3.0)]),
+    ("two units, two scans", seq((10, {1: IN, 2: IN2}), (5, {1: OUT, 2: IN2}),
+        (60, {1: OUT, 2: OUT2})), [scan(0.4), scan(0.6, "SN2")], {}, []),
+    ("one scan between two departures covers the first", seq((10, {1: IN, 2: IN2}),
+        (100, {1: OUT, 2: IN2}), (60, {1: OUT, 2: OUT2})), [scan(5.0)], {}, [(2, 22.0)]),
+    ("earliest scan first leaves the late one for the next unit", seq((10, {1: IN, 2: IN2}),
+        (340, {1: OUT, 2: IN2}), (60, {1: OUT, 2: OUT2})), [scan(1.0), scan(11.0, "SN2")], {}, []),
     ("jitter at the edge shorter than K", seq((10, {1: IN})) + JITTER_2, [], {}, []),
     ("jitter at the edge, K=2 catches two outs in a row", seq((10, {1: IN})) + JITTER_2, [],
         {"exit_detections": 2}, [(1, 2.2)]),
@@ -176,7 +176,7 @@ def test_flush_decides_what_is_pending_at_the_end():
 
 
 def test_explanation_names_the_scan_used_by_another_track():
-    timeline = seq((10, {1: IN, 7: IN}), (5, {1: IN, 7: OUT}), (60, {1: OUT, 7: OUT}))
+    timeline = seq((10, {1: IN, 7: IN2}), (5, {1: IN, 7: OUT2}), (60, {1: OUT, 7: OUT2}))
     alerts = [a for _, a in run(DepartureRule(make_zone()), timeline, [scan(0.4, "SN123")])]
     assert len(alerts) == 1
     text = alerts[0].explanation

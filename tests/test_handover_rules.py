@@ -26,6 +26,7 @@ TS0 = 1_750_000_000.0
 NEW_IDS = 100  # the new owner's tracker calls track k `k + 100`
 CAGE_IN, CAGE_IN2, CAGE_OUT = (350.0, 350.0), (320.0, 390.0), (250.0, 350.0)
 S01_IN, S01_OUT = (150.0, 150.0), (150.0, 260.0)
+S01_IN2, S01_OUT2 = (120.0, 180.0), (100.0, 260.0)  # a second unit beside the first
 SITE = """
 cameras: [{{id: cam, url: a.mp4}}]
 zones:
@@ -149,8 +150,8 @@ CASES = [
      seq((20, unit(S01_IN)), (60, unit(S01_OUT))), [live("scan", 6.5, station="S01", serial="SN1")],
      25, 5, [], [], True),
     ("a scan the old owner's departure used does not cover the next", (1, 0),
-     seq((20, {("unit", 1): S01_IN, ("unit", 2): S01_IN}), (10, {("unit", 1): S01_OUT,
-          ("unit", 2): S01_IN}), (60, {("unit", 1): S01_OUT, ("unit", 2): S01_OUT})),
+     seq((20, {("unit", 1): S01_IN, ("unit", 2): S01_IN2}), (10, {("unit", 1): S01_OUT,
+          ("unit", 2): S01_IN2}), (60, {("unit", 1): S01_OUT, ("unit", 2): S01_OUT2})),
      [live("scan", 3.5, station="S01", serial="SN1")], 35, 5,
      [(DEPART, "S01", 2, 6.0)], [], True),
 ]  # fmt: skip
