@@ -45,11 +45,15 @@ FORGET_S = 10.0
 # missed because the tracker switched ids on the way.
 REID_WINDOW_S = 3.0
 REID_DISTANCE_PX = 120.0
-# A person whose box covers a unit lost at the station within this long after it was last seen is
+# A person within reach of a unit lost at the station, within this long after it was last seen, is
 # taken to be carrying it (an occluding person who walks away uncovers it, and it is seen again).
 CARRY_PICKUP_S = 1.0
-# The person's box, widened by this fraction of its width on each side, must cover the unit.
-CARRY_MARGIN = 0.15
+# Within reach: the person's box, widened on each side by this fraction of its height (an arm
+# reaching out is often outside the box), covers the centre of the unit's last box.
+CARRY_REACH = 0.25
+# A carrier lost (in `exit_detections` frames in a row) with its box this close to the picture's
+# edge (a fraction of the picture's size) has walked out of the picture, and taken the unit along.
+EDGE_MARGIN = 0.02
 # A departure inferred from a carrier is withdrawn if the unit shows up at the station again within
 # this long (it had been put down, or only hidden by the person): later, it is another unit put
 # there, or the same one brought back. It is decided no sooner, however short the grace window.
@@ -69,6 +73,12 @@ def event_id(kind: str, camera: str, zone: str, track: int, ts: float) -> str:
     """The alert id of one rule event: the same event gives the same id on whichever worker
     decides it (its camera's state moves with the camera), so the store keeps it once."""
     return uuid.uuid5(_EVENT_NS, f"{kind}|{camera}|{zone}|{track}|{ts:.3f}").hex
+
+
+def _at_edge(box: Box, batch: DetectionBatch) -> bool:
+    mx, my = EDGE_MARGIN * batch.width, EDGE_MARGIN * batch.height
+    x1, y1, x2, y2 = box
+    return x1 <= mx or y1 <= my or x2 >= batch.width - mx or y2 >= batch.height - my
 
 
 def iou(a: Box, b: Box) -> float:
@@ -107,10 +117,13 @@ class _Carry:
     """A unit lost at the station under a person, followed through that person's track."""
 
     person: int  # the carrier's track id
-    start: tuple[float, float]  # the carrier's foot point when it took the unit (id switches shift it)
+    start: tuple[float, float]  # the carrier's foot point when it took the unit
     foot: tuple[float, float]  # the carrier's foot point when last seen
-    seen_t: float  # capture time the carrier was last seen
+    seen_t: float  # capture times the carrier was last seen
+    seen_ts: float
+    box: Box  # and its box then
     path: list[tuple[float, float]]  # the unit's estimated positions inside the station
+    missing: int = 0  # frames it has been missing since, in a row
     outside: int = 0  # carrier detections in a row with the estimate outside the station
     out_t: float = 0.0  # capture times of the first of them
     out_ts: float = 0.0
@@ -267,19 +280,21 @@ class DepartureRule:
         if c is None:
             if u.inside and batch.t - u.last_t <= CARRY_PICKUP_S and (p := self._carrier(u, people)):
                 assert p.track is not None
-                u.carry = _Carry(p.track, p.foot, p.foot, batch.t, [u.last_foot])
+                u.carry = _Carry(p.track, p.foot, p.foot, batch.t, batch.ts, p.box, [u.last_foot])
             return
         if c.departure is not None:
             return  # gone with its carrier; kept only so that it can still show up again
         p = people.get(c.person) or self._carrier_again(c, batch.t, people)
         if p is None:
-            if batch.t - c.seen_t > REID_WINDOW_S:
+            c.missing += 1
+            if c.missing >= self.zone.exit_detections and _at_edge(c.box, batch):  # out of the picture
+                c.out_t, c.out_ts = c.seen_t, c.seen_ts
+                self._depart(tid, u, c, batch.camera)
+            elif batch.t - c.seen_t > REID_WINDOW_S:
                 u.carry = None  # carrier lost too: where the unit went is unknown
             return
-        if p.track != c.person:  # the tracker switched the carrier's id
-            c.start = (c.start[0] + p.foot[0] - c.foot[0], c.start[1] + p.foot[1] - c.foot[1])
-            c.person = p.track  # type: ignore[assignment]
-        c.foot, c.seen_t = p.foot, batch.t
+        c.person = p.track  # type: ignore[assignment]  # the tracker may have switched its id
+        c.foot, c.seen_t, c.seen_ts, c.box, c.missing = p.foot, batch.t, batch.ts, p.box, 0
         est = (u.last_foot[0] + p.foot[0] - c.start[0], u.last_foot[1] + p.foot[1] - c.start[1])
         if inside(est, self.zone.polygon):
             c.outside = 0
@@ -289,13 +304,16 @@ class DepartureRule:
         if c.outside == 0:
             c.out_t, c.out_ts = batch.t, batch.ts
         c.outside += 1
-        if c.outside < self.zone.exit_detections:
-            return
+        if c.outside >= self.zone.exit_detections:
+            self._depart(tid, u, c, batch.camera)
+
+    def _depart(self, tid: int, u: _Unit, c: _Carry, camera: str) -> None:
+        """The unit has left with its carrier, at `c.out_t`: a tentative departure."""
         if u.outside:  # it had been seen outside already, before it was hidden again
             c.out_t, c.out_ts = u.out_t, u.out_ts
         u.inside, u.outside, u.departed = False, 0, True
         if u.last_in_t - u.in_t >= self.zone.dwell_s - 1e-9 and not self._taken(u, c.person):
-            c.departure = _Departure(batch.camera, tid, c.out_t, c.out_ts, u.conf, origin=u.origin,
+            c.departure = _Departure(camera, tid, c.out_t, c.out_ts, u.conf, origin=u.origin,
                                      carrier=c.person, lost_t=u.last_t, lost_foot=u.last_foot)  # fmt: skip
             self.pending.append(c.departure)
         else:
@@ -309,13 +327,13 @@ class DepartureRule:
         return any(d.carrier == carrier and math.dist(d.lost_foot, u.last_foot) <= near for d in self.pending)
 
     def _carrier(self, u: _Unit, people: dict[int | None, Detection]) -> Detection | None:
-        """The person whose box covers the unit's last box centre (the nearest, if several)."""
+        """The person within reach of the unit's last box centre (the nearest, if several)."""
         x1, y1, x2, y2 = u.last_box
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         covering = []
         for p in people.values():
             px1, py1, px2, py2 = p.box
-            m = CARRY_MARGIN * (px2 - px1)
+            m = CARRY_REACH * (py2 - py1)
             if px1 - m <= cx <= px2 + m and py1 - m <= cy <= py2 + m:
                 covering.append((math.dist((cx, cy), ((px1 + px2) / 2, (py1 + py2) / 2)), p))
         return min(covering, key=lambda x: x[0])[1] if covering else None
