@@ -519,6 +519,7 @@ class DepartureRule:
             t=dep.seen_t,
             ts=dep.ts,
             track=dep.track,
+            carrier=dep.carrier,
             confidence=round(dep.conf, 3),
             explanation="; ".join(why),
             id=event_id(

@@ -167,6 +167,17 @@ class FrameRing:
 # -- the snapshot's burn-in ------------------------------------------------------------------
 
 
+def _highlighted(det: Detection, alert: Alert) -> bool:
+    """The alert's own object: its track (a unit for a departure, else a person), or the person
+    who carried the unit off when the unit was not seen leaving."""
+    if det.track is None:
+        return False
+    if det.cls == "person" and det.track == alert.carrier:
+        return True
+    own_cls = "unit" if alert.type == "unscanned_departure" else "person"
+    return det.cls == own_cls and det.track == alert.track
+
+
 def render_snapshot(shot: Shot, alert: Alert, site: Site | None) -> bytes:
     """The shot with the alert's zone, its track's box (magenta) and the times burned in, the
     words in Chinese and English (zone and camera names as the site file gives them)."""
@@ -180,8 +191,8 @@ def render_snapshot(shot: Shot, alert: Alert, site: Site | None) -> bytes:
         x, y = zone.polygon[0]
         label = _named(zone.name, zone.id)
         texts.append(Text(label, (int(x) + 4, int(y) + 18), ZONE_COLOURS[zone.kind], 16))
-    for det in sorted(shot.detections, key=lambda d: d.track == alert.track):
-        own = alert.track is not None and det.track == alert.track
+    for det in sorted(shot.detections, key=lambda d: _highlighted(d, alert)):
+        own = _highlighted(det, alert)
         x1, y1, x2, y2 = (int(round(v)) for v in det.box)
         cv2.rectangle(image, (x1, y1), (x2, y2), ALERT_BOX if own else OTHER_BOX, 3 if own else 1)
         if det.track is not None:
@@ -197,6 +208,7 @@ def render_snapshot(shot: Shot, alert: Alert, site: Site | None) -> bytes:
             f"摄像头 camera {_named(camera.name if camera else '', alert.camera)}",
             f"区域 zone {_named(zone.name if zone else '', alert.zone)}" if alert.zone else "",
             f"目标 track {alert.track}" if alert.track is not None else "",
+            f"携带者 carried by person {alert.carrier}" if alert.carrier is not None else "",
         ) if x
     )  # fmt: skip
     labels = [TYPE_LABELS[lang].get(alert.type, alert.type) for lang in ("zh-CN", "en")]
@@ -384,7 +396,8 @@ class Evidence:
         """Render DATA/evidence/<id>/snapshot.jpg from the ring; None when there is no frame."""
         if self.ring is None or alert.ts is None:
             return None
-        shot = self.ring.nearest(alert.camera, alert.ts, alert.track)
+        shown = alert.track if alert.carrier is None else alert.carrier  # a carried unit is not in view
+        shot = self.ring.nearest(alert.camera, alert.ts, shown)
         if shot is None:
             logger.info("camera %s: no recent frame for a snapshot of alert %s", alert.camera, alert.id)
             return None

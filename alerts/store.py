@@ -38,6 +38,7 @@ class AlertRow(Base):
     zone: Mapped[str | None] = mapped_column(String(64))
     station: Mapped[str | None] = mapped_column(String(64))
     track: Mapped[int | None] = mapped_column(Integer)
+    carrier: Mapped[int | None] = mapped_column(Integer)
     confidence: Mapped[float | None] = mapped_column(Float)
     explanation: Mapped[str] = mapped_column(Text, default="")
     stored_at: Mapped[float] = mapped_column(Float, index=True)
@@ -52,6 +53,7 @@ class AlertRow(Base):
             zone=self.zone,
             station=self.station,
             track=self.track,
+            carrier=self.carrier,
             confidence=self.confidence,
             explanation=self.explanation,
         )
@@ -128,6 +130,7 @@ class AlertStore:
                 zone=alert.zone,
                 station=alert.station,
                 track=alert.track,
+                carrier=alert.carrier,
                 confidence=alert.confidence,
                 explanation=alert.explanation,
                 stored_at=now,

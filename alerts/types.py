@@ -41,6 +41,7 @@ class Alert:
     zone: str | None = None
     station: str | None = None
     track: int | None = None
+    carrier: int | None = None  # the person track a unit was carried off by, unseen in its hand
     confidence: float | None = None
     explanation: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)

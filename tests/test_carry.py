@@ -112,6 +112,7 @@ def test_a_carried_departure_explains_itself():
         " person track 5, not seen at the station again, and that person took it out of the station"
     )
     assert alert.ts == pytest.approx(TS0 + 4.0)
+    assert alert.carrier == 5  # the snapshot shows this person (alerts/evidence.py)
 
 
 def test_a_carried_departure_waits_for_the_unit_to_show_up_even_with_no_grace():

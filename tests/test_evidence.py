@@ -218,6 +218,29 @@ def test_the_snapshot_writes_chinese_names_in_a_cjk_font() -> None:
     assert (header.max(axis=2) > 200).sum() > 300  # 未授权进入 / Unauthorized entry
 
 
+def test_a_carried_off_unit_shows_the_person_who_carried_it() -> None:
+    """The unit is out of sight in the carrier's hand: the carrier's box is the magenta one, and
+    another person's box and a unit that happens to share the carrier's id (another tracker) not."""
+    grey = cv2.imencode(".jpg", np.full((576, 768, 3), 90, np.uint8))[1].tobytes()
+    alert = Alert(type="unscanned_departure", camera="c", zone="s", station="s", t=1.0, ts=1_780_000_000.0,
+                  track=3, carrier=5)  # fmt: skip
+    dets = (
+        Detection("person", 0.9, (150, 250, 250, 450), 5),
+        Detection("person", 0.9, (450, 250, 550, 450), 6),
+        Detection("unit", 0.9, (600, 480, 640, 500), 5),
+    )
+    shot = Shot("c", 1.0, 1_780_000_000.0, grey, dets)
+    snap = cv2.imdecode(np.frombuffer(render_snapshot(shot, alert, None), np.uint8), cv2.IMREAD_COLOR)
+
+    def magenta(x1: int, y1: int, x2: int) -> bool:
+        b, g, r = (float(c) for c in snap[y1, x1 + 3 : x2 - 2].reshape(-1, 3).mean(axis=0))
+        return b > 170 and r > 170 and g < 100
+
+    assert magenta(150, 450, 250)  # the carrier's bottom edge
+    assert not magenta(450, 450, 550)
+    assert not magenta(600, 500, 640)
+
+
 def test_an_alert_without_a_frame_is_stored_without_a_snapshot(world: World) -> None:
     offline = Alert(type="camera_offline", camera="dock", t=3.0, ts=world.t0 + 3.0)
     world.sink.emit(offline)
