@@ -51,6 +51,7 @@ class AlertOut(BaseModel):
     zone: str | None = None
     station: str | None = None
     track: int | None = None
+    carrier: int | None = Field(None, description="the person track a unit was carried off by, out of sight")
     confidence: float | None = None
     explanation: str | None = None
     state: str | None = Field(None, description="new, acknowledged or resolved: its case's state")

@@ -28,6 +28,7 @@ const I18N = {
     zone: "区域",
     station: "工位",
     track: "目标",
+    carrier: "携带者",
     confidence: "置信度",
     zones: "区域",
     video_connecting: "正在连接视频…",
@@ -144,6 +145,7 @@ const I18N = {
     zone: "Zone",
     station: "Station",
     track: "Track",
+    carrier: "Carried by",
     confidence: "Conf.",
     zones: "Zones",
     video_connecting: "Connecting video…",
@@ -788,6 +790,7 @@ function alertMeta(a) {
   if (a.zone) meta.push(`${t("zone")} ${a.zone}`);
   if (a.station && a.station !== a.zone) meta.push(`${t("station")} ${a.station}`);
   if (a.track !== undefined && a.track !== null) meta.push(`${t("track")} #${a.track}`);
+  if (a.carrier !== undefined && a.carrier !== null) meta.push(`${t("carrier")} #${a.carrier}`);
   if (a.confidence !== undefined && a.confidence !== null) {
     meta.push(`${t("confidence")} ${a.confidence.toFixed(2)}`);
   }
