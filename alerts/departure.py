@@ -124,6 +124,7 @@ class _Carry:
     box: Box  # and its box then
     path: list[tuple[float, float]]  # the unit's estimated positions inside the station
     missing: int = 0  # frames it has been missing since, in a row
+    newest: int = 0  # the highest person track id seen by then: a new id for it is above
     outside: int = 0  # carrier detections in a row with the estimate outside the station
     out_t: float = 0.0  # capture times of the first of them
     out_ts: float = 0.0
@@ -202,6 +203,7 @@ class DepartureRule:
     scans: list[_Scan] = field(default_factory=list)
     pending: list[_Departure] = field(default_factory=list)
     aliases: dict[int, int] = field(default_factory=dict)  # duplicate track -> the unit's track
+    newest_person: int = 0  # the highest person track id seen (trackers number tracks upwards)
 
     def update(self, batch: DetectionBatch) -> list[Alert]:
         """Follow the units of one frame; return the alerts whose grace ran out by its time."""
@@ -242,6 +244,7 @@ class DepartureRule:
         for tid, u in self.units.items():
             if tid not in seen and not u.ghost:
                 self._follow(tid, u, batch, people)
+        self.newest_person = max([self.newest_person, *(t for t in people if t is not None)])
         for tid, u in list(self.units.items()):
             if batch.t - u.last_t > FORGET_S and not self._carried(u.carry, batch.t):
                 del self.units[tid]
@@ -281,6 +284,7 @@ class DepartureRule:
             if u.inside and batch.t - u.last_t <= CARRY_PICKUP_S and (p := self._carrier(u, people)):
                 assert p.track is not None
                 u.carry = _Carry(p.track, p.foot, p.foot, batch.t, batch.ts, p.box, [u.last_foot])
+                u.carry.newest = max(self.newest_person, p.track)
             return
         if c.departure is not None:
             return  # gone with its carrier; kept only so that it can still show up again
@@ -295,6 +299,7 @@ class DepartureRule:
             return
         c.person = p.track  # type: ignore[assignment]  # the tracker may have switched its id
         c.foot, c.seen_t, c.seen_ts, c.box, c.missing = p.foot, batch.t, batch.ts, p.box, 0
+        c.newest = max(self.newest_person, c.person)
         est = (u.last_foot[0] + p.foot[0] - c.start[0], u.last_foot[1] + p.foot[1] - c.start[1])
         if inside(est, self.zone.polygon):
             c.outside = 0
@@ -339,12 +344,13 @@ class DepartureRule:
         return min(covering, key=lambda x: x[0])[1] if covering else None
 
     def _carrier_again(self, c: _Carry, t: float, people: dict[int | None, Detection]) -> Detection | None:
-        """The carrier under a new track id: a person nearest where it was last seen, shortly after,
-        who is not carrying another unit of this station."""
+        """The carrier under a new track id: a new person track nearest where it was last seen,
+        shortly after, that is not carrying another unit of this station."""
         if t - c.seen_t > REID_WINDOW_S:
             return None
         busy = {u.carry.person for u in self.units.values() if u.carry is not None}
-        near = [(math.dist(p.foot, c.foot), p) for tid, p in people.items() if tid not in busy]
+        near = [(math.dist(p.foot, c.foot), p) for tid, p in people.items()
+                if tid is not None and tid > c.newest and tid not in busy]  # fmt: skip
         near = [x for x in near if x[0] <= REID_DISTANCE_PX]
         return min(near, key=lambda x: x[0])[1] if near else None
 
