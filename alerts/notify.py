@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerts.delivery import CLAIM_IDLE_S, StreamConsumer, insert_ignore
+from alerts.explain import explain
 from alerts.store import AlertRow, AlertStore, Base
 from alerts.types import TYPE_LABELS, Alert
 from bondwatch.site import NotifyChannel, Site
@@ -146,7 +147,7 @@ class Messages:
             lines.append(f"{w['station']}: {alert.station}")
         lines.append(f"{w['time']}: {self.when(alert, lang)}")
         if alert.explanation:
-            lines.append(f"{w['explanation']}: {alert.explanation}")
+            lines.append(f"{w['explanation']}: {explain(alert.explanation, lang)}")
         lines.append(f"{w['id']}: {alert.id}")
         if link := self.link(alert.id):
             lines.append(f"{w['link']}: {link}")

@@ -10,19 +10,16 @@ and a sentence missing here still arrives, in English, rather than failing.
 from __future__ import annotations
 
 import logging
-import re
-from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from alerts.explain import Catalog, Lang
 from dashboard.auth import Permission
 
 logger = logging.getLogger(__name__)
-
-Lang = Literal["en", "zh-CN"]
 
 # English template -> zh-CN. `{name}` stands for a value copied as it came (ids keep quotes).
 SENTENCES: dict[str, str] = {
@@ -107,14 +104,7 @@ WORDS: dict[str, dict[str, str]] = {
 }
 
 
-def _pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{(\w+)\}", template)
-    return re.compile(
-        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)) + "$"
-    )
-
-
-_CATALOG = [(_pattern(en), zh) for en, zh in SENTENCES.items()]
+_CATALOG = Catalog(SENTENCES, WORDS)
 _SUPPORTED: dict[str, Lang] = {"en": "en", "zh": "zh-CN"}  # primary language subtag -> ours
 
 
@@ -143,9 +133,8 @@ def translate(sentence: str, lang: Lang) -> str:
     """`sentence` in `lang`; unchanged when it is English or not in the catalog."""
     if lang == "en":
         return sentence
-    for pattern, zh in _CATALOG:
-        if m := pattern.match(sentence):
-            return zh.format(**{k: WORDS.get(k, {}).get(v, v) for k, v in m.groupdict().items()})
+    if (zh := _CATALOG.zh(sentence)) is not None:
+        return zh
     logger.debug("no %s sentence for %r", lang, sentence)
     return sentence
 

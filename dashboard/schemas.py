@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from alerts.explain import explain
 from bondwatch.scanbus import LiveScan
 
 
@@ -54,8 +55,15 @@ class AlertOut(BaseModel):
     carrier: int | None = Field(None, description="the person track a unit was carried off by, out of sight")
     confidence: float | None = None
     explanation: str | None = None
+    explanation_zh: str | None = Field(None, description="the explanation in zh-CN (alerts.explain)")
     state: str | None = Field(None, description="new, acknowledged or resolved: its case's state")
     group_id: str | None = Field(None, description="id of its case (the group head); = id for a head")
+
+    @model_validator(mode="after")
+    def _in_chinese(self) -> AlertOut:
+        if self.explanation and self.explanation_zh is None:
+            self.explanation_zh = explain(self.explanation, "zh-CN")
+        return self
 
 
 class AcknowledgeIn(BaseModel):

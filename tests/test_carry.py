@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.departure import DepartureRule
+from alerts.explain import untranslated
 from alerts.types import Alert
 from bondwatch.scans import ScanEvent
 from bondwatch.site import Zone
@@ -103,6 +104,7 @@ CASES = [
 def test_carried_units(polygon, timeline, scans, expected):
     alerts = run(zone(polygon), timeline, scans)
     assert [(a.track, round(a.t, 3)) for a in alerts] == expected
+    assert [s for a in alerts for s in untranslated(a.explanation)] == []
 
 
 def test_a_carried_departure_explains_itself():

@@ -320,6 +320,30 @@ def test_alert_fields_follow_the_contract(client: TestClient, store: AlertStore)
     }
 
 
+DEPARTURE_WHY = (
+    "unit track 3 left station s01 (zone s01) at t=41.3 s, seen outside in 3 detections in a row; "
+    "no scan at s01 between t=0.0 s and t=51.3 s"
+)
+
+
+def test_an_alert_explains_itself_in_both_languages(client: TestClient, store: AlertStore, bus: AlertBus,
+                                                    redis_url: str):  # fmt: skip
+    """The desk shows the explanation in the page's language: the API and the socket carry both."""
+    zh = (
+        "单元轨迹 3 于 t=41.3 秒离开工位 s01（区域 s01），连续 3 次检测位于工位外；"
+        "工位 s01 在 t=0.0 秒至 t=51.3 秒之间没有扫码"
+    )
+    stored = make_alert("unscanned_departure", explanation=DEPARTURE_WHY)
+    store.add(stored)
+    (body,) = client.get("/api/alerts").json()
+    assert (body["explanation"], body["explanation_zh"]) == (DEPARTURE_WHY, zh)
+    with client.websocket_connect("/ws/alerts") as ws:
+        wait_for_follower(redis_url)
+        bus.publish(make_alert("unscanned_departure", explanation=DEPARTURE_WHY))
+        pushed = ws.receive_json()
+    assert (pushed["explanation"], pushed["explanation_zh"]) == (DEPARTURE_WHY, zh)
+
+
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=5000", "?since=yesterday"])
 def test_alerts_reject_bad_query(client: TestClient, query: str):
     assert client.get(f"/api/alerts{query}").status_code == 422

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from alerts.departure import DepartureRule
+from alerts.explain import untranslated
 from alerts.rules import RuleEngine
 from alerts.types import Alert
 from bondwatch.scans import ScanEvent
@@ -129,6 +130,7 @@ def test_departure_rule(timeline, scans, settings, expected):
         assert (a.type, a.camera, a.zone, a.station) == ("unscanned_departure", "cam", "S01", "S01")
         assert a.ts == pytest.approx(TS0 + a.t)
         assert f"unit track {a.track} left station S01" in a.explanation
+        assert untranslated(a.explanation) == []  # an officer reading Chinese reads all of it
 
 
 def test_unit_in_a_tray_is_the_same_as_in_a_hand():

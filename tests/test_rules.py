@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alerts.explain import untranslated
 from alerts.rules import RestrictedZoneRule, RuleEngine, Schedule
 from bondwatch.scans import ScanEvent
 from bondwatch.site import SiteError, Zone, parse_site
@@ -95,6 +96,7 @@ def test_restricted_zone_rule(timeline, dwell, expected):
     for a in alerts:
         assert a.type == "unauthorized_entry" and a.zone == "cage" and a.camera == "cam"
         assert f"track {a.track}" in a.explanation
+        assert untranslated(a.explanation) == []
 
 
 def test_units_never_trigger_an_entry():
@@ -160,6 +162,7 @@ BADGE_CASES = [
 def test_badges_authorize_entries(timeline, badges, options, expected):
     alerts = run(RestrictedZoneRule(make_zone(**options)), timeline, badges)
     assert [(a.track, round(a.t, 3)) for a in alerts] == expected
+    assert [s for a in alerts for s in untranslated(a.explanation)] == []
 
 
 def test_unbadged_entry_waits_for_the_window_in_capture_time():
@@ -243,6 +246,7 @@ def test_closed_hours_alert_is_immediate_and_says_why():
     why = raised[0][1].explanation
     assert "closed hours: entered at 12:30 Asia/Shanghai, zone cage is open 08:00-12:00, 13:00-18:00" in why
     assert "badge B-W4 at 2026-07-21T04:30:00.600+00:00 admits no one at closed hours" in why
+    assert untranslated(why) == []
 
 
 ENGINE_SITE = """

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from rtsp import make_h264_mp4
 
+from alerts.explain import untranslated
 from bondwatch.site import Camera
 from streams.camera import CameraHealth, CameraStream
 from streams.frame import Frame
@@ -153,6 +154,7 @@ def test_tampering_is_raised_once_in_time_and_cleared(pets_frames, change: Chang
     assert seen_on <= START_T + hold + STEP
     assert raised.ts == pytest.approx(1e9 + raised.t)
     assert raised.detail and raised.camera == "cam1"
+    assert untranslated(raised.detail) == []  # the alert's explanation reads in Chinese too
     assert END_T <= cleared.t <= END_T + STEP
     assert seen_off <= END_T + CONFIG.clear_s + STEP
 

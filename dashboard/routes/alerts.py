@@ -204,7 +204,8 @@ async def alerts_socket(ws: WebSocket, feed: FeedDep, dash: DashboardDep, scope:
                 if closed.done():
                     next_alert.cancel()
                     return
-                await ws.send_text(next_alert.result().to_json(live=True))
+                out = _alert_out(next_alert.result(), None, None)
+                await ws.send_text(out.model_dump_json(exclude_none=True))
     except WebSocketDisconnect:
         return
     finally:

@@ -271,6 +271,11 @@ function t(key, ...args) {
   return typeof value === "function" ? value(...args) : value;
 }
 
+// An alert's explanation in the page's language (the server translates it: alerts/explain.py).
+function explanationOf(a) {
+  return (lang === "zh-CN" && a.explanation_zh) || a.explanation || "";
+}
+
 function setLang(next) {
   lang = I18N[next] ? next : "zh-CN";
   localStorage.setItem(LANG_KEY, lang);
@@ -766,7 +771,7 @@ function renderAlerts() {
       span.textContent = m;
       metaEl.appendChild(span);
     }
-    li.querySelector(".alert-explanation").textContent = a.explanation || "";
+    li.querySelector(".alert-explanation").textContent = explanationOf(a);
     li.addEventListener("click", () => openCase(a.id));
     li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openCase(a.id); });
     a.fresh = false;
@@ -834,7 +839,7 @@ function renderCase() {
     return div;
   }));
   fieldsEl.dataset.members = String(c.members.length);
-  document.getElementById("case-explanation").textContent = a.explanation || "";
+  document.getElementById("case-explanation").textContent = explanationOf(a);
   document.getElementById("case-history").replaceChildren(...c.history.map((h) => {
     const li = document.createElement("li");
     li.dataset.action = h.action;

@@ -204,7 +204,7 @@ function traceAlert(item) {
   const how = item.match === "mentions" ? t("match_mentions") : t("match_near_scan", item.offset_s);
   li.append(htmlEl("div", `match match-${item.match}`, how));
   li.append(htmlEl("div", "alert-meta", alertMeta(a).join(" · ")));
-  if (a.explanation) li.append(htmlEl("div", "alert-explanation", a.explanation));
+  if (a.explanation) li.append(htmlEl("div", "alert-explanation", explanationOf(a)));
   li.addEventListener("click", () => openTraceAlert(a.id));
   li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openTraceAlert(a.id); });
   return li;
