@@ -12,7 +12,7 @@ word. A sentence missing from the catalogue still arrives, in English, rather th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 Lang = Literal["en", "zh-CN"]
@@ -26,10 +26,14 @@ def template_pattern(template: str) -> re.Pattern[str]:
     )
 
 
-class Catalog:
-    """English templates and their zh-CN; `words[name]` puts a placeholder's value in zh-CN."""
+Words = Mapping[str, str] | Callable[[str], str]
 
-    def __init__(self, sentences: Mapping[str, str], words: Mapping[str, Mapping[str, str]]):
+
+class Catalog:
+    """English templates and their zh-CN; `words[name]` puts a placeholder's value in zh-CN
+    (a table of known values, or a function); other values are copied as they are."""
+
+    def __init__(self, sentences: Mapping[str, str], words: Mapping[str, Words]):
         self._entries = [(template_pattern(en), zh) for en, zh in sentences.items()]
         self._words = words
 
@@ -37,8 +41,14 @@ class Catalog:
         """`sentence` in zh-CN, or None when no template matches it."""
         for pattern, zh in self._entries:
             if m := pattern.match(sentence):
-                return zh.format(**{k: self._words.get(k, {}).get(v, v) for k, v in m.groupdict().items()})
+                return zh.format(**{k: self._word(k, v) for k, v in m.groupdict().items()})
         return None
+
+    def _word(self, name: str, value: str) -> str:
+        words = self._words.get(name)
+        if words is None:
+            return value
+        return words(value) if callable(words) else words.get(value, value)
 
 
 # English template -> zh-CN, for every sentence a rule or a camera's health check writes.
@@ -71,7 +81,7 @@ SENTENCES: dict[str, str] = {
     "badge {badge} at {when} admits no one at closed hours":
         "门禁刷卡 {badge}（{when}）在关闭时段不准许任何人进入",
     "badge {badge} at {when} authorized {who} ({n} per badge)":
-        "门禁刷卡 {badge}（{when}）已授权 {who}（每次刷卡 {n} 人）",
+        "门禁刷卡 {badge}（{when}）已授权{who}（每次刷卡 {n} 人）",
     "track {track} entered {off} s {side} badge {badge} without a badge of its own":
         "轨迹 {track} 在刷卡 {badge} {side} {off} 秒进入，本人未刷卡",
     "no badge at zone {zone} within {w} s of the entry": "区域 {zone} 在进入前后 {w} 秒内没有门禁刷卡",
@@ -91,10 +101,12 @@ SENTENCES: dict[str, str] = {
         "画面冻结：两次采样之间仅变化 {change} 个灰度级，低于其自身传感器噪声（{noise}）",
 }  # fmt: skip
 
-WORDS: dict[str, dict[str, str]] = {
+WORDS: dict[str, Words] = {
     "side": {"before": "前", "after": "后"},
     "state": {"offline": "离线", "stalled": "停滞（不再送来画面）"},
     "error": {"no frames": "没有画面"},
+    "when": lambda v: re.sub(r"^t=(\S+) s$", r"t=\1 秒", v),  # video time; a wall-clock ISO stays
+    "who": lambda v: re.sub(r"\btrack (\d+)", r"轨迹 \1", v.replace(", ", "、")),
 }
 
 CATALOG = Catalog(SENTENCES, WORDS)

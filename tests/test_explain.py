@@ -12,12 +12,16 @@ CASES = [
     ("a scan used by another unit, and the nearest outside the window",
      "scan SN7 at t=11.0 s was used by track 1 (left at t=2.0 s); nearest scan outside that window:"
      " SN8 at t=16.2 s, 10.2 s after it left (window 60 s before to 10 s after)",
-     "扫码 SN7（t=11.0 s）已用于轨迹 1（其于 t=2.0 秒离开）；该时间窗外最近的扫码：SN8（t=16.2 s），"
+     "扫码 SN7（t=11.0 秒）已用于轨迹 1（其于 t=2.0 秒离开）；该时间窗外最近的扫码：SN8（t=16.2 秒），"
      "在其离开后 10.2 秒（时间窗为离开前 60 秒至离开后 10 秒）"),
     ("an entry just before a badge that admitted someone else",
-     "badge B7 at t=3.0 s authorized track 2 (1 per badge); track 4 entered 1.5 s before badge B7"
-     " without a badge of its own",
-     "门禁刷卡 B7（t=3.0 s）已授权 track 2（每次刷卡 1 人）；轨迹 4 在刷卡 B7 前 1.5 秒进入，本人未刷卡"),
+     "badge B7 at t=3.0 s authorized track 2, track 3 (2 per badge); track 4 entered 1.5 s before"
+     " badge B7 without a badge of its own",
+     "门禁刷卡 B7（t=3.0 秒）已授权轨迹 2、轨迹 3（每次刷卡 2 人）；"
+     "轨迹 4 在刷卡 B7 前 1.5 秒进入，本人未刷卡"),
+    ("a live badge keeps its wall-clock time",
+     "badge B-W4 at 2026-07-21T04:30:00.600+00:00 admits no one at closed hours",
+     "门禁刷卡 B-W4（2026-07-21T04:30:00.600+00:00）在关闭时段不准许任何人进入"),
     ("a camera gone dark, its state and cause in Chinese",
      "camera dock is offline: no frames", "摄像头 dock 离线：没有画面"),
     ("a stalled camera keeps the decoder's own words",
