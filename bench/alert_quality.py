@@ -118,6 +118,7 @@ def sim(detector: Detector, renders: Path, seeds: list[int]) -> list[str]:
             buf = io.StringIO()
             videos = {c.id: str(out / f"{c.id}.mp4") for c in site.cameras}
             replay(site, videos, buf, detector=detector, scans=load_scans(out / "scans.jsonl"))
+            (out / "alerts.jsonl").write_text(buf.getvalue())  # beside its truth, to look into
             alerts = [_json(line) for line in buf.getvalue().splitlines()]
             truth = read_jsonl(out / "truth.jsonl")
             for kind in KINDS:
