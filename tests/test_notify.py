@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from test_dashboard import PetsLive
 
 from alerts.bus import AlertBus
-from alerts.notify import INTERRUPTED, RESENT, DeliveryRow, Notifier, NotifyError, deliveries
+from alerts.notify import INTERRUPTED, RESENT, DeliveryRow, Messages, Notifier, NotifyError, deliveries
 from alerts.store import AlertStore
 from alerts.types import Alert, AlertType
 from bondwatch.accounts import Accounts
@@ -580,3 +580,10 @@ def test_the_alert_desk_sees_each_channel_of_an_alert(
         assert down["sent_at"] is None
         assert "error" in down["last_error"].lower()
         assert client.get("/api/alerts/nosuchalert/deliveries").status_code == 404
+
+
+def test_a_chinese_channel_reads_the_explanation_in_chinese():
+    messages = Messages(make_site("  channels: []\n"), None)
+    alert = make_alert("camera_offline", explanation="camera pets is offline: no frames")
+    assert "说明: 摄像头 pets 离线：没有画面" in messages.single(alert, "zh-CN")[1].splitlines()
+    assert "Explanation: camera pets is offline: no frames" in messages.single(alert, "en")[1].splitlines()
