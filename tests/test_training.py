@@ -199,7 +199,7 @@ def test_bundled_model_finds_people_on_a_fresh_sim_scene(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bondwatch-n v3 (46 CPU epochs) still misses units: held-out unit mAP50 0.72, bar 0.90",
+    reason="bondwatch-n v4 (60 CPU epochs) still misses units: held-out unit mAP50 0.835, bar 0.90",
 )
 def test_bundled_model_finds_units_on_a_fresh_sim_scene(
     fresh_sim_frames: list[tuple[np.ndarray, np.ndarray]],
